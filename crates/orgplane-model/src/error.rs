@@ -1,0 +1,36 @@
+//! [`DomainError`]: why a command or query was refused. These are deterministic outcomes of
+//! applying a command (they are replicated and remembered for request-id retries), never
+//! transport or storage failures.
+
+use serde::{Deserialize, Serialize};
+
+/// A refusal. Each variant maps to one gRPC status code in the node's status mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DomainError {
+    /// The input breaks a rule; nothing was changed.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// The thing does not exist (or the caller may not know that it exists).
+    #[error("{kind} {id} not found")]
+    NotFound { kind: String, id: String },
+    /// The thing exists already.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists { kind: String, id: String },
+    /// The caller's expected version is not the current one: someone else changed it first.
+    #[error("{kind} {id} is at version {actual}, not the expected {expected}")]
+    VersionMismatch { kind: String, id: String, expected: u64, actual: u64 },
+    /// The state does not allow the change (for example a request id reused for another kind
+    /// of request).
+    #[error("{reason}")]
+    FailedPrecondition { reason: String },
+}
+
+impl DomainError {
+    pub fn org_not_found(id: impl ToString) -> DomainError {
+        DomainError::NotFound { kind: "org".into(), id: id.to_string() }
+    }
+
+    pub fn member_not_found(org: impl ToString, user: &str) -> DomainError {
+        DomainError::NotFound { kind: "member".into(), id: format!("{} of org {}", user, org.to_string()) }
+    }
+}

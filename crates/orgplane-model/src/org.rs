@@ -1,0 +1,41 @@
+//! The records kept for an org: the org itself and its members.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::OrgId;
+use crate::region::Region;
+use crate::role::Role;
+
+/// An organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    /// The region that holds the org now. Equal to `id.region()` until the org is moved.
+    pub region: Region,
+    /// Bumped by every change to the org record; updates carry the version they expect so a
+    /// lost update becomes a refusal instead.
+    pub version: u64,
+    /// Ownership epoch: bumped when the org moves to another region, so a region that no longer
+    /// owns the org can refuse requests routed with a stale belief.
+    pub epoch: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// A user's membership in an org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub org_id: OrgId,
+    pub user_id: String,
+    pub role: Role,
+    pub added_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// One entry of "the orgs of a user": the org and the user's role in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserOrg {
+    pub org: Org,
+    pub role: Role,
+}

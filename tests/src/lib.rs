@@ -1,0 +1,1 @@
+//! Shared harness for the scenario tests in `tests/tests/`.
