@@ -1,0 +1,22 @@
+//! Conversions between wire messages and domain types, one file per message family.
+//! Wire-to-domain parsing fails with [`ConvError`], which names the field.
+
+mod org;
+mod page_token;
+
+pub use org::{member_to_wire, org_to_wire, parse_org_id, parse_region, parse_role, user_org_to_wire};
+pub use page_token::{decode_page_token, encode_page_token};
+
+/// A wire message that does not make a valid domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct ConvError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl ConvError {
+    pub fn new(field: &'static str, reason: impl ToString) -> ConvError {
+        ConvError { field, reason: reason.to_string() }
+    }
+}
