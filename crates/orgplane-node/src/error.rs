@@ -1,0 +1,83 @@
+//! [`NodeError`], and [`NodeError::into_status`]: the one place where a node's errors become
+//! gRPC statuses. The codes are part of the API (see `proto/orgplane/v1/orgplane.proto`).
+
+use orgplane_model::state::{QueryError, StorageFault};
+use orgplane_model::{DomainError, Region};
+use orgplane_proto::ConvError;
+use orgplane_raft::{ProposeError, ReadError};
+use tonic::{Code, Status};
+
+/// Why a request to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The request does not parse into domain values.
+    #[error(transparent)]
+    Conv(#[from] ConvError),
+    /// A rule of the domain refused it.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The request is for another region than the one this node serves.
+    #[error("this node serves region {serving}, not {requested}")]
+    WrongRegion { serving: Region, requested: Region },
+    /// The write could not be committed in time; its outcome is unknown.
+    #[error("region {region} could not commit the write: {source}")]
+    Write { region: Region, source: ProposeError },
+    /// A linearizable read could not be confirmed in time.
+    #[error("region {region} could not confirm a linearizable read: {source}")]
+    Read { region: Region, source: ReadError },
+    /// The local state could not be read.
+    #[error("region {region} storage fault: {source}")]
+    Storage { region: Region, source: StorageFault },
+}
+
+impl NodeError {
+    pub fn from_query(region: Region, e: QueryError) -> NodeError {
+        match e {
+            QueryError::Domain(d) => NodeError::Domain(d),
+            QueryError::Storage(source) => NodeError::Storage { region, source },
+        }
+    }
+
+    /// The status a client sees.
+    pub fn into_status(self) -> Status {
+        let code = match &self {
+            NodeError::Conv(_) => Code::InvalidArgument,
+            NodeError::Domain(d) => match d {
+                DomainError::InvalidArgument { .. } => Code::InvalidArgument,
+                DomainError::NotFound { .. } => Code::NotFound,
+                DomainError::AlreadyExists { .. } => Code::AlreadyExists,
+                DomainError::VersionMismatch { .. } => Code::Aborted,
+                DomainError::FailedPrecondition { .. } => Code::FailedPrecondition,
+            },
+            NodeError::WrongRegion { .. } => Code::InvalidArgument,
+            NodeError::Write { source: ProposeError::Rejected(_), .. } => Code::ResourceExhausted,
+            NodeError::Write { .. } | NodeError::Read { .. } => Code::Unavailable,
+            NodeError::Storage { .. } => Code::Internal,
+        };
+        Status::new(code, self.to_string())
+    }
+}
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Status {
+        e.into_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_names_the_region() {
+        let s = NodeError::Write {
+            region: Region::Eu,
+            source: ProposeError::Unavailable { waited_ms: 5, last_error: "x".into() },
+        }
+        .into_status();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(s.message().contains("region eu"), "{}", s.message());
+        let s = NodeError::Domain(DomainError::VersionMismatch { kind: "org".into(), id: "i".into(), expected: 1, actual: 2 }).into_status();
+        assert_eq!(s.code(), Code::Aborted);
+    }
+}

@@ -1,0 +1,29 @@
+//! A region node: one member of a region's Raft group, serving the public API and the
+//! peer-only Raft service on one address.
+//!
+//! - [`config`]: [`NodeConfig`], validated before anything starts.
+//! - [`node`]: [`Node::start`] wires store, Raft, group commit, reads and services, and
+//!   forms the cluster from the peer list on first start; [`run`] serves until shutdown.
+//! - [`org_service`]: the public `OrgService`: validation, commands, linearizable or local reads.
+//! - [`cluster_service`]: this node's status and its region's topology.
+//! - [`peer_service`]: the peer-only Raft service; checks region and target of every message.
+//! - [`transport`]: the gRPC [`orgplane_raft::PeerTransport`], one cached channel per peer.
+//! - [`error`]: [`NodeError`] and the one function that maps errors to gRPC statuses.
+
+#![forbid(unsafe_code)]
+
+pub mod cluster_service;
+pub mod config;
+pub mod error;
+pub mod node;
+pub mod org_service;
+pub mod peer_service;
+pub mod transport;
+
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use node::{run, Node};
+
+/// Response header naming the region leader's address, so routers and clients can send the
+/// next write straight to it.
+pub const LEADER_HEADER: &str = "x-orgplane-leader";

@@ -1,0 +1,186 @@
+//! [`Node`]: opens the store, starts Raft, the group-commit proposer and the read indexer,
+//! forms the cluster from the peer list on first start, and serves the gRPC services until
+//! shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, SnapshotPolicy};
+use orgplane_proto::raft_v1::raft_service_server::RaftServiceServer;
+use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
+use orgplane_proto::v1::org_service_server::OrgServiceServer;
+use orgplane_raft::{PeerHandler, PeerNetwork, PeerTransport, Proposer, ProposerConfig, Raft, ReadIndexer};
+use orgplane_store_sled::StateReader;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tracing::Instrument;
+
+use crate::cluster_service::ClusterServiceImpl;
+use crate::config::{ConfigError, NodeConfig};
+use crate::org_service::{NodeCore, OrgServiceImpl};
+use crate::peer_service::PeerService;
+use crate::transport::GrpcTransport;
+
+/// A node failed to start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store in {dir}: {source}")]
+    Store { dir: String, source: orgplane_store_sled::StoreError },
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A started node, not yet serving.
+pub struct Node {
+    config: NodeConfig,
+    core: Arc<NodeCore<StateReader>>,
+}
+
+impl Node {
+    /// Opens the store and starts Raft. On a fresh data dir, proposes the initial membership
+    /// from `config.peers` (every node of a new region does; Raft settles on one).
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        config.validate()?;
+        let span = tracing::info_span!("node", region = %config.region, node = config.node_id);
+        Self::start_inner(config).instrument(span).await
+    }
+
+    async fn start_inner(config: NodeConfig) -> Result<Node, StartError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StartError::Store {
+            dir: dir.display().to_string(),
+            source: orgplane_store_sled::StoreError::from(e),
+        })?;
+        let (log_store, sm_store) = orgplane_store_sled::open(&dir)
+            .map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
+        let state = sm_store.reader();
+
+        let raft_config = raft_config(&config)?;
+        let transport: Arc<dyn PeerTransport> =
+            GrpcTransport::new(config.region, config.node_id, config.max_message_bytes);
+        let network = PeerNetwork::new(transport.clone());
+        let raft = Raft::new(config.node_id, raft_config, network, log_store, sm_store)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        form_cluster_if_new(&raft, &config.peers).await?;
+
+        let proposer_config = ProposerConfig { propose_timeout: config.write_timeout(), ..ProposerConfig::default() };
+        let proposer = Proposer::spawn(config.node_id, raft.clone(), transport.clone(), proposer_config);
+        let reader = ReadIndexer::spawn(config.node_id, raft.clone(), transport, config.read_timeout());
+        let core = Arc::new(NodeCore { region: config.region, node_id: config.node_id, raft, proposer, reader, state });
+        tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "node started");
+        Ok(Node { config, core })
+    }
+
+    /// The Raft handle, for tests and embedding.
+    pub fn raft(&self) -> &Raft {
+        &self.core.raft
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops Raft.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let span = tracing::info_span!("node", region = %self.config.region, node = self.config.node_id);
+        self.serve_inner(listener, shutdown).instrument(span).await
+    }
+
+    async fn serve_inner(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let max = self.config.max_message_bytes;
+        let core = self.core;
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        tokio::spawn(report_health(core.raft.clone(), health_reporter));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
+
+        let org = OrgServiceServer::new(OrgServiceImpl::new(core.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let cluster = ClusterServiceServer::new(ClusterServiceImpl::new(core.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let peer = RaftServiceServer::new(PeerService::new(core.region, core.node_id, PeerHandler::new(core.raft.clone())))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+
+        let result = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(org)
+            .add_service(cluster)
+            .add_service(peer)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        tracing::info!("node stopping");
+        if let Err(e) = core.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+        result.map_err(StartError::from)
+    }
+}
+
+/// Starts a node and serves until `shutdown` (mini-redis shape: the binary parses, validates,
+/// binds and calls this).
+pub async fn run(config: NodeConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    Node::start(config).await?.serve(listener, shutdown).await
+}
+
+fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError> {
+    let raft_config = openraft::Config {
+        cluster_name: format!("orgplane-{}", config.region),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_min_ms,
+        election_timeout_max: config.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: config.log_entries_kept_after_snapshot,
+        // A chunk must fit in one peer message with room for the JSON framing.
+        snapshot_max_chunk_size: (config.max_message_bytes as u64 / 4).max(64 * 1024),
+        install_snapshot_timeout: 2_000,
+        max_payload_entries: 64,
+        ..Default::default()
+    };
+    raft_config.validate().map(Arc::new).map_err(|e| StartError::Raft(e.to_string()))
+}
+
+async fn form_cluster_if_new(raft: &Raft, peers: &BTreeMap<u64, String>) -> Result<(), StartError> {
+    let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
+    }
+    let members: BTreeMap<u64, BasicNode> = peers.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+    match raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        // Another node's initial membership reached us first: the cluster is forming.
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(StartError::Raft(e.to_string())),
+    }
+}
+
+/// Keeps gRPC health in step with Raft: SERVING while the node knows a leader.
+async fn report_health(raft: Raft, reporter: tonic_health::server::HealthReporter) {
+    let mut metrics = raft.metrics();
+    let mut last = None;
+    loop {
+        let serving = metrics.borrow_and_update().current_leader.is_some();
+        if last != Some(serving) {
+            let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+            for service in ["", "orgplane.v1.OrgService", "orgplane.v1.ClusterService"] {
+                reporter.set_service_status(service, status).await;
+            }
+            last = Some(serving);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+

@@ -1,0 +1,285 @@
+//! The public `OrgService` on a node: turns requests into commands (writes) or queries (reads)
+//! against this region's state. Every refusal happens before anything is proposed, so bad
+//! input changes nothing.
+
+use std::sync::Arc;
+
+use orgplane_model::command::CommandOutcome;
+use orgplane_model::state::{self, StateRead};
+use orgplane_model::{validate, Command, DomainError, Op, OrgId, Region};
+use orgplane_proto::conv::{self, decode_page_token, encode_page_token, parse_org_id, parse_region, parse_role};
+use orgplane_proto::v1::org_service_server::OrgService;
+use orgplane_proto::v1::*;
+use orgplane_proto::ConvError;
+use orgplane_raft::{current_leader, node_addr, Proposer, Raft, ReadIndexer};
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::error::NodeError;
+use crate::LEADER_HEADER;
+
+/// What the node's services share: identity, Raft, the write and read paths, and the state.
+pub struct NodeCore<S> {
+    pub region: Region,
+    pub node_id: u64,
+    pub raft: Raft,
+    pub proposer: Proposer,
+    pub reader: ReadIndexer,
+    pub state: S,
+}
+
+impl<S: StateRead> NodeCore<S> {
+    /// Commits `op` and returns its outcome. A missing request id gets a fresh one so that the
+    /// node's own retries apply once.
+    pub async fn write(&self, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
+        validate::request_id(request_id)?;
+        let request_id =
+            if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id.to_string() };
+        let command = Command { request_id, issued_at_ms: now_ms(), op };
+        let result = self
+            .proposer
+            .propose(command)
+            .await
+            .map_err(|source| NodeError::Write { region: self.region, source })?;
+        Ok(result?)
+    }
+
+    /// Makes a read of the local state as fresh as `consistency` asks, and says how it was
+    /// served.
+    pub async fn prepare_read(&self, consistency: i32) -> Result<ReadInfo, NodeError> {
+        let consistency = match ReadConsistency::try_from(consistency) {
+            Ok(ReadConsistency::Local) => ReadConsistency::Local,
+            Ok(ReadConsistency::Unspecified | ReadConsistency::Linearizable) => ReadConsistency::Linearizable,
+            Err(_) => return Err(ConvError::new("consistency", "unknown read consistency").into()),
+        };
+        if consistency == ReadConsistency::Linearizable {
+            self.reader.linearize().await.map_err(|source| NodeError::Read { region: self.region, source })?;
+        }
+        let applied_index = self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+        Ok(ReadInfo { consistency: consistency as i32, applied_index, node_id: self.node_id, region: self.region.to_string() })
+    }
+
+    /// Wraps a reply with the leader hint header.
+    pub fn reply<T>(&self, message: T) -> Response<T> {
+        let mut response = Response::new(message);
+        if let Some(addr) = current_leader(&self.raft).and_then(|leader| node_addr(&self.raft, leader)) {
+            if let Ok(value) = MetadataValue::try_from(addr.as_str()) {
+                response.metadata_mut().insert(LEADER_HEADER, value);
+            }
+        }
+        response
+    }
+
+    fn storage(&self, source: state::StorageFault) -> NodeError {
+        NodeError::Storage { region: self.region, source }
+    }
+
+    /// An org id from a request. Ids of other regions are accepted: an org can move here.
+    fn org_id(&self, text: &str) -> Result<OrgId, NodeError> {
+        Ok(parse_org_id("org_id", text)?)
+    }
+
+    /// NOT_FOUND for an org this region does not hold, saying where its id points when that is
+    /// another region.
+    fn org_not_found(&self, id: &OrgId) -> NodeError {
+        if id.region() == self.region {
+            NodeError::Domain(DomainError::org_not_found(id))
+        } else {
+            NodeError::Domain(DomainError::NotFound {
+                kind: "org".into(),
+                id: format!("{id} in region {} (the id was issued by region {})", self.region, id.region()),
+            })
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn unexpected(outcome: CommandOutcome) -> Status {
+    Status::internal(format!("unexpected command outcome {outcome:?}"))
+}
+
+/// The `OrgService` of a node.
+pub struct OrgServiceImpl<S> {
+    core: Arc<NodeCore<S>>,
+}
+
+impl<S> OrgServiceImpl<S> {
+    pub fn new(core: Arc<NodeCore<S>>) -> Self {
+        OrgServiceImpl { core }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl<S: StateRead + Send + Sync + 'static> OrgService for OrgServiceImpl<S> {
+    #[tracing::instrument(name = "node.create_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn create_org(&self, request: Request<CreateOrgRequest>) -> Reply<CreateOrgResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        let region = parse_region("region", &req.region).map_err(NodeError::from)?;
+        if region != core.region {
+            return Err(NodeError::WrongRegion { serving: core.region, requested: region }.into());
+        }
+        let name = validate::org_name(&req.name).map_err(NodeError::from)?;
+        let id = OrgId::from_u128(region, uuid::Uuid::now_v7().as_u128());
+        match core.write(&req.request_id, Op::CreateOrg { id, name }).await? {
+            CommandOutcome::Org(org) => Ok(core.reply(CreateOrgResponse { org: Some(conv::org_to_wire(&org)) })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(name = "node.get_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn get_org(&self, request: Request<GetOrgRequest>) -> Reply<GetOrgResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        let id = core.org_id(&req.org_id)?;
+        let read = core.prepare_read(req.consistency).await?;
+        let org = state::get_org(&core.state, &id).map_err(|e| core.storage(e))?.ok_or_else(|| core.org_not_found(&id))?;
+        Ok(core.reply(GetOrgResponse { org: Some(conv::org_to_wire(&org)), read: Some(read) }))
+    }
+
+    #[tracing::instrument(name = "node.list_orgs", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn list_orgs(&self, request: Request<ListOrgsRequest>) -> Reply<ListOrgsResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        if !req.region.is_empty() {
+            let region = parse_region("region", &req.region).map_err(NodeError::from)?;
+            if region != core.region {
+                return Err(NodeError::WrongRegion { serving: core.region, requested: region }.into());
+            }
+        }
+        let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
+        let after = decode_page_token(&req.page_token)
+            .map_err(NodeError::from)?
+            .map(|t| t.parse::<OrgId>().map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued"))))
+            .transpose()?;
+        let read = core.prepare_read(req.consistency).await?;
+        let (orgs, next) = state::list_orgs(&core.state, after.as_ref(), limit).map_err(|e| core.storage(e))?;
+        Ok(core.reply(ListOrgsResponse {
+            orgs: orgs.iter().map(conv::org_to_wire).collect(),
+            next_page_token: next.map(|n| encode_page_token(&n)).unwrap_or_default(),
+            read: Some(read),
+        }))
+    }
+
+    #[tracing::instrument(name = "node.update_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn update_org(&self, request: Request<UpdateOrgRequest>) -> Reply<UpdateOrgResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        let id = core.org_id(&req.org_id)?;
+        let name = validate::org_name(&req.name).map_err(NodeError::from)?;
+        let op = Op::UpdateOrg { id: id.clone(), name, expected_version: req.expected_version };
+        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &id, e))? {
+            CommandOutcome::Org(org) => Ok(core.reply(UpdateOrgResponse { org: Some(conv::org_to_wire(&org)) })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(name = "node.delete_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn delete_org(&self, request: Request<DeleteOrgRequest>) -> Reply<DeleteOrgResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        let id = core.org_id(&req.org_id)?;
+        let op = Op::DeleteOrg { id: id.clone(), expected_version: req.expected_version };
+        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &id, e))? {
+            CommandOutcome::OrgDeleted { removed_members } => Ok(core.reply(DeleteOrgResponse { removed_members })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(name = "node.add_member", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn add_member(&self, request: Request<AddMemberRequest>) -> Reply<AddMemberResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        let org_id = core.org_id(&req.org_id)?;
+        validate::user_id(&req.user_id).map_err(NodeError::from)?;
+        let role = parse_role("role", &req.role).map_err(NodeError::from)?;
+        let op = Op::AddMember { org_id: org_id.clone(), user_id: req.user_id, role };
+        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &org_id, e))? {
+            CommandOutcome::Member(m) => Ok(core.reply(AddMemberResponse { member: Some(conv::member_to_wire(&m)) })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(name = "node.set_member_role", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn set_member_role(&self, request: Request<SetMemberRoleRequest>) -> Reply<SetMemberRoleResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        let org_id = core.org_id(&req.org_id)?;
+        validate::user_id(&req.user_id).map_err(NodeError::from)?;
+        let role = parse_role("role", &req.role).map_err(NodeError::from)?;
+        let op = Op::SetMemberRole { org_id: org_id.clone(), user_id: req.user_id, role };
+        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &org_id, e))? {
+            CommandOutcome::Member(m) => Ok(core.reply(SetMemberRoleResponse { member: Some(conv::member_to_wire(&m)) })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(name = "node.remove_member", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Reply<RemoveMemberResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        let org_id = core.org_id(&req.org_id)?;
+        validate::user_id(&req.user_id).map_err(NodeError::from)?;
+        let op = Op::RemoveMember { org_id: org_id.clone(), user_id: req.user_id };
+        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &org_id, e))? {
+            CommandOutcome::MemberRemoved => Ok(core.reply(RemoveMemberResponse {})),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(name = "node.list_members", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn list_members(&self, request: Request<ListMembersRequest>) -> Reply<ListMembersResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        let org_id = core.org_id(&req.org_id)?;
+        let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
+        let after = decode_page_token(&req.page_token).map_err(NodeError::from)?;
+        let read = core.prepare_read(req.consistency).await?;
+        let (members, next) = state::list_members(&core.state, &org_id, after.as_deref(), limit)
+            .map_err(|e| NodeError::from_query(core.region, e))
+            .map_err(|e| not_found_here(core, &org_id, e))?;
+        Ok(core.reply(ListMembersResponse {
+            members: members.iter().map(conv::member_to_wire).collect(),
+            next_page_token: next.map(|n| encode_page_token(&n)).unwrap_or_default(),
+            read: Some(read),
+        }))
+    }
+
+    #[tracing::instrument(name = "node.list_user_orgs", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn list_user_orgs(&self, request: Request<ListUserOrgsRequest>) -> Reply<ListUserOrgsResponse> {
+        let core = &self.core;
+        let req = request.into_inner();
+        validate::user_id(&req.user_id).map_err(NodeError::from)?;
+        let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
+        let after = decode_page_token(&req.page_token)
+            .map_err(NodeError::from)?
+            .map(|t| t.parse::<OrgId>().map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued"))))
+            .transpose()?;
+        core.prepare_read(req.consistency).await?;
+        let (orgs, next) =
+            state::list_user_orgs(&core.state, &req.user_id, after.as_ref(), limit).map_err(|e| core.storage(e))?;
+        Ok(core.reply(ListUserOrgsResponse {
+            orgs: orgs.iter().map(conv::user_org_to_wire).collect(),
+            next_page_token: next.map(|n| encode_page_token(&n)).unwrap_or_default(),
+            regions: vec![RegionResult {
+                region: core.region.to_string(),
+                state: RegionState::Ok as i32,
+                message: String::new(),
+            }],
+        }))
+    }
+}
+
+/// Rewrites the plain org NOT_FOUND of a command into the node's own wording (which says where
+/// the id points when that is elsewhere).
+fn not_found_here<S: StateRead>(core: &NodeCore<S>, id: &OrgId, e: NodeError) -> NodeError {
+    match e {
+        NodeError::Domain(DomainError::NotFound { ref kind, .. }) if kind == "org" => core.org_not_found(id),
+        other => other,
+    }
+}

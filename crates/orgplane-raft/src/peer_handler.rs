@@ -1,0 +1,85 @@
+//! The receiving side of the peer RPCs: decodes the payload, hands it to openraft (or, for
+//! forwarded writes and read-index requests, acts as the leader), and encodes the `Result`
+//! for the sender. The node's gRPC service checks the region and target node before calling
+//! in here.
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::Serialize;
+
+use crate::error::ForwardError;
+use crate::leader::Attempt;
+use crate::reader::local_read_index;
+use crate::transport::PeerRpc;
+use crate::types::{NodeId, RaftRequest, RaftResponse, TypeConfig};
+use crate::Raft;
+
+/// A peer payload that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable {rpc} payload: {reason}")]
+pub struct BadPayload {
+    pub rpc: &'static str,
+    pub reason: String,
+}
+
+/// Answers peer RPCs for one node.
+#[derive(Clone)]
+pub struct PeerHandler {
+    raft: Raft,
+}
+
+impl PeerHandler {
+    pub fn new(raft: Raft) -> PeerHandler {
+        PeerHandler { raft }
+    }
+
+    /// Handles one peer RPC; the reply is the JSON of the RPC's `Result`.
+    pub async fn handle(&self, rpc: PeerRpc, payload: &[u8]) -> Result<Vec<u8>, BadPayload> {
+        let bad = |e: serde_json::Error| BadPayload { rpc: rpc.as_str(), reason: e.to_string() };
+        match rpc {
+            PeerRpc::AppendEntries => {
+                let req: AppendEntriesRequest<TypeConfig> = serde_json::from_slice(payload).map_err(bad)?;
+                Ok(encode(&self.raft.append_entries(req).await))
+            }
+            PeerRpc::Vote => {
+                let req: VoteRequest<NodeId> = serde_json::from_slice(payload).map_err(bad)?;
+                Ok(encode(&self.raft.vote(req).await))
+            }
+            PeerRpc::InstallSnapshot => {
+                let req: InstallSnapshotRequest<TypeConfig> = serde_json::from_slice(payload).map_err(bad)?;
+                Ok(encode(&self.raft.install_snapshot(req).await))
+            }
+            PeerRpc::Forward => {
+                let req: RaftRequest = serde_json::from_slice(payload).map_err(bad)?;
+                Ok(encode(&self.commit_forwarded(req).await))
+            }
+            PeerRpc::ReadIndex => Ok(encode(&self.read_index_as_leader().await)),
+        }
+    }
+
+    async fn commit_forwarded(&self, req: RaftRequest) -> Result<RaftResponse, ForwardError> {
+        match self.raft.client_write(req).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ForwardError::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(ForwardError::Failed(e.to_string())),
+        }
+    }
+
+    async fn read_index_as_leader(&self) -> Result<u64, ForwardError> {
+        match local_read_index(&self.raft).await {
+            Attempt::Done(index) => Ok(index),
+            Attempt::Retry(why) => {
+                tracing::debug!(%why, "refused a read index request");
+                Err(ForwardError::NotLeader { leader: crate::current_leader(&self.raft) })
+            }
+            Attempt::Stopped => Err(ForwardError::Failed("the node is shutting down".into())),
+        }
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // The Raft types and our own results serialize without fail (plain data).
+    serde_json::to_vec(value).expect("peer replies serialize")
+}
