@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
 use orgplane_proto::raft_v1::raft_service_server::RaftServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
-use orgplane_raft::{PeerHandler, PeerNetwork, PeerTransport, Proposer, ProposerConfig, Raft, ReadIndexer};
+pub use orgplane_raft::Raft;
+use orgplane_raft::{PeerHandler, PeerNetwork, PeerTransport, Proposer, ProposerConfig, ReadIndexer};
 use orgplane_store_sled::StateReader;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -25,11 +25,17 @@ use crate::org_service::{NodeCore, OrgServiceImpl};
 use crate::peer_service::PeerService;
 use crate::transport::GrpcTransport;
 
+/// The largest peer message: Raft batches and snapshot chunks, JSON-encoded. Larger than the
+/// client limit because one append carries many client writes.
+pub const PEER_MESSAGE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
 /// A node failed to start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    #[error("cannot create the data dir {dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
     #[error("cannot open the store in {dir}: {source}")]
     Store { dir: String, source: orgplane_store_sled::StoreError },
     #[error("raft failed to start: {0}")]
@@ -55,17 +61,13 @@ impl Node {
 
     async fn start_inner(config: NodeConfig) -> Result<Node, StartError> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| StartError::Store {
-            dir: dir.display().to_string(),
-            source: orgplane_store_sled::StoreError::from(e),
-        })?;
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir { dir: dir.display().to_string(), source })?;
         let (log_store, sm_store) = orgplane_store_sled::open(&dir)
             .map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
-        let state = sm_store.reader();
+        let state = sm_store.state_reader();
 
         let raft_config = raft_config(&config)?;
-        let transport: Arc<dyn PeerTransport> =
-            GrpcTransport::new(config.region, config.node_id, config.max_message_bytes);
+        let transport: Arc<dyn PeerTransport> = GrpcTransport::new(config.region, config.node_id, PEER_MESSAGE_MAX_BYTES);
         let network = PeerNetwork::new(transport.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log_store, sm_store)
             .await
@@ -108,8 +110,8 @@ impl Node {
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let peer = RaftServiceServer::new(PeerService::new(core.region, core.node_id, PeerHandler::new(core.raft.clone())))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+            .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
 
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -142,10 +144,12 @@ fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError>
         election_timeout_max: config.election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         max_in_snapshot_log_to_keep: config.log_entries_kept_after_snapshot,
-        // A chunk must fit in one peer message with room for the JSON framing.
-        snapshot_max_chunk_size: (config.max_message_bytes as u64 / 4).max(64 * 1024),
-        install_snapshot_timeout: 2_000,
-        max_payload_entries: 64,
+        // A chunk travels as JSON (bytes as numbers, up to 4x larger): 1 MiB chunks stay far
+        // below the peer message limit.
+        snapshot_max_chunk_size: 1024 * 1024,
+        install_snapshot_timeout: 5_000,
+        // 32 entries of at most 512 commands each stay below the peer message limit.
+        max_payload_entries: 32,
         ..Default::default()
     };
     raft_config.validate().map(Arc::new).map_err(|e| StartError::Raft(e.to_string()))

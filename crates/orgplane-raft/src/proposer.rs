@@ -41,7 +41,7 @@ pub struct ProposerConfig {
 impl Default for ProposerConfig {
     fn default() -> Self {
         ProposerConfig {
-            max_batch_commands: 1024,
+            max_batch_commands: 512,
             max_inflight_batches: 4,
             propose_timeout: Duration::from_secs(5),
             queue_capacity: 16 * 1024,

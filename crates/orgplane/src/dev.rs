@@ -59,6 +59,8 @@ pub struct DevNode {
     pub node_id: u64,
     pub addr: String,
     pub data_dir: PathBuf,
+    /// The node's Raft handle, for status and tests.
+    pub raft: orgplane_node::node::Raft,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -157,6 +159,7 @@ pub async fn start(config: DevConfig) -> Result<DevDeployment, DevError> {
 pub async fn spawn_node(config: NodeConfig, listener: TcpListener, addr: String) -> Result<DevNode, DevError> {
     let (region, node_id, data_dir) = (config.region, config.node_id, config.data_dir.clone());
     let node = Node::start(config).await.map_err(|source| DevError::Node { region, node_id, source })?;
+    let raft = node.raft().clone();
     let (stop, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let shutdown = async move {
@@ -166,7 +169,7 @@ pub async fn spawn_node(config: NodeConfig, listener: TcpListener, addr: String)
             tracing::error!(%region, node_id, error = %e, "node stopped with an error");
         }
     });
-    Ok(DevNode { region, node_id, addr, data_dir, stop, task })
+    Ok(DevNode { region, node_id, addr, data_dir, raft, stop, task })
 }
 
 impl DevNode {

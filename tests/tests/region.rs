@@ -1,0 +1,304 @@
+//! A 3-node region on loopback, real gRPC between nodes and from clients: writes through any
+//! node, leader loss, restarts, catch-up by snapshot, request-id retries, and bad input.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use orgplane_model::Region;
+use orgplane_proto::v1::*;
+use orgplane_tests::{test_timings, TestRegion};
+use tonic::Code;
+
+async fn create_org(region: &TestRegion, via: u64, name: &str) -> Org {
+    let mut c = region.client(via).await;
+    c.create_org(CreateOrgRequest { region: region.region.to_string(), name: name.into(), request_id: String::new() })
+        .await
+        .unwrap_or_else(|s| panic!("create via node {via}: {s}"))
+        .into_inner()
+        .org
+        .expect("org")
+}
+
+async fn member_ids(region: &TestRegion, via: u64, org_id: &str) -> BTreeSet<String> {
+    let mut c = region.client(via).await;
+    let mut out = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_members(ListMembersRequest { org_id: org_id.into(), page_size: 1000, page_token: token, consistency: 0 })
+            .await
+            .expect("list members")
+            .into_inner();
+        out.extend(page.members.into_iter().map(|m| m.user_id));
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+fn add(org_id: &str, user: &str, request_id: &str) -> AddMemberRequest {
+    AddMemberRequest { org_id: org_id.into(), user_id: user.into(), role: "developer".into(), request_id: request_id.into() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_node_accepts_writes_and_reads_are_linearizable_everywhere() {
+    let region = TestRegion::start(Region::Eu, 3, test_timings).await;
+    let leader = region.leader().await;
+    let follower = region.running_ids().into_iter().find(|id| *id != leader).unwrap();
+
+    let org = create_org(&region, follower, "Acme").await;
+    assert!(org.id.starts_with("eu-"), "id names the region: {}", org.id);
+    assert_eq!(org.region, "eu");
+
+    // A linearizable read on every node sees the write at once, wherever it was made.
+    for id in region.running_ids() {
+        let mut c = region.client(id).await;
+        let got = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap().into_inner();
+        assert_eq!(got.org.unwrap().name, "Acme", "node {id}");
+        let read = got.read.unwrap();
+        assert_eq!(read.consistency, ReadConsistency::Linearizable as i32);
+        assert_eq!(read.node_id, id);
+    }
+
+    // A local read says how fresh it is.
+    let mut c = region.client(follower).await;
+    let local = c
+        .get_org(GetOrgRequest { org_id: org.id.clone(), consistency: ReadConsistency::Local as i32 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(local.read.unwrap().consistency, ReadConsistency::Local as i32);
+
+    // Updates with a stale version are refused and change nothing.
+    let updated = c
+        .update_org(UpdateOrgRequest { org_id: org.id.clone(), name: "Acme 2".into(), expected_version: Some(1), request_id: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .org
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    let stale = c
+        .update_org(UpdateOrgRequest { org_id: org.id.clone(), name: "lost".into(), expected_version: Some(1), request_id: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    let now = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap().into_inner().org.unwrap();
+    assert_eq!((now.name.as_str(), now.version), ("Acme 2", 2));
+
+    // Members and the user's orgs in this region.
+    c.add_member(add(&org.id, "alice", "")).await.unwrap();
+    c.set_member_role(SetMemberRoleRequest { org_id: org.id.clone(), user_id: "alice".into(), role: "admin".into(), request_id: String::new() })
+        .await
+        .unwrap();
+    let mine = c.list_user_orgs(ListUserOrgsRequest { user_id: "alice".into(), ..Default::default() }).await.unwrap().into_inner();
+    assert_eq!(mine.orgs.len(), 1);
+    assert_eq!(mine.orgs[0].role, "admin");
+    assert_eq!(mine.regions[0].state, RegionState::Ok as i32);
+    c.remove_member(RemoveMemberRequest { org_id: org.id.clone(), user_id: "alice".into(), request_id: String::new() })
+        .await
+        .unwrap();
+    assert!(member_ids(&region, leader, &org.id).await.is_empty());
+
+    let deleted = c.delete_org(DeleteOrgRequest { org_id: org.id.clone(), expected_version: Some(2), request_id: String::new() }).await;
+    assert!(deleted.is_ok(), "{deleted:?}");
+    let gone = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    region.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_the_leader_loses_no_acknowledged_write() {
+    let mut region = TestRegion::start(Region::Us, 3, test_timings).await;
+    let leader = region.leader().await;
+    let org = create_org(&region, leader, "Writers").await;
+    let survivors: Vec<u64> = region.running_ids().into_iter().filter(|id| *id != leader).collect();
+
+    // Writers on both followers write unique members through the leader change; every write
+    // they saw acknowledged must be there at the end.
+    let mut writers = Vec::new();
+    for (w, via) in survivors.iter().copied().enumerate() {
+        let mut c = region.client(via).await;
+        let org_id = org.id.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..60 {
+                let user = format!("w{w}-{i}");
+                let request_id = format!("req-{user}");
+                // Retry with the same request id until acknowledged: it applies once.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    match c.add_member(add(&org_id, &user, &request_id)).await {
+                        Ok(_) => {
+                            acked.push(user);
+                            break;
+                        }
+                        Err(s) if s.code() == Code::Unavailable || s.code() == Code::DeadlineExceeded || s.code() == Code::Unknown => {
+                            assert!(tokio::time::Instant::now() < deadline, "write {user} never acknowledged: {s}");
+                        }
+                        Err(s) => panic!("write {user} refused: {s}"),
+                    }
+                }
+            }
+            acked
+        }));
+    }
+    // Let the writers get going, then kill the leader.
+    region.wait_applied(survivors[0], 20).await;
+    region.stop(leader).await;
+    let new_leader = region.leader().await;
+    assert_ne!(new_leader, leader);
+
+    let mut acked = BTreeSet::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert_eq!(acked.len(), 120);
+    assert_eq!(member_ids(&region, new_leader, &org.id).await, acked, "acknowledged writes lost or extra members");
+
+    // The old leader comes back from its data dir and catches up.
+    region.restart(leader).await;
+    let index = region.raft(new_leader).metrics().borrow().last_applied.unwrap().index;
+    region.wait_applied(leader, index).await;
+    let mut c = region.client(leader).await;
+    let local = c
+        .list_members(ListMembersRequest { org_id: org.id.clone(), page_size: 1000, page_token: String::new(), consistency: ReadConsistency::Local as i32 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(local.members.len(), 120, "restarted node has every write in its own state");
+    region.shutdown().await;
+}
+
+fn snapshot_often(config: &mut orgplane_node::NodeConfig) {
+    test_timings(config);
+    config.snapshot_every_entries = 20;
+    config.log_entries_kept_after_snapshot = 0;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_missed_compacted_log_catches_up_by_snapshot() {
+    let mut region = TestRegion::start(Region::Apac, 3, snapshot_often).await;
+    let leader = region.leader().await;
+    let lagger = region.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let org = create_org(&region, leader, "Snap").await;
+    region.stop(lagger).await;
+
+    let mut c = region.client(leader).await;
+    for i in 0..100 {
+        c.add_member(add(&org.id, &format!("u{i}"), "")).await.unwrap();
+    }
+    // The leader has compacted past what the stopped node has.
+    let raft = region.raft(leader).clone();
+    raft.trigger().snapshot().await.unwrap();
+    let m = raft
+        .wait(Some(orgplane_tests::WAIT))
+        .metrics(|m| m.purged.map(|p| p.index).unwrap_or(0) > 50, "log purged")
+        .await
+        .expect("leader purges its log after a snapshot");
+    let leader_applied = m.last_applied.unwrap().index;
+    let leader_purged = m.purged.unwrap().index;
+
+    region.restart(lagger).await;
+    region.wait_applied(lagger, leader_applied).await;
+    let lag = region.raft(lagger).metrics().borrow().clone();
+    // The entries it missed are gone from every log, so only a snapshot can have brought them.
+    let snapshot_index = lag.snapshot.map(|s| s.index).unwrap_or(0);
+    assert!(snapshot_index >= leader_purged, "the lagging node installed a snapshot covering the purged log: {lag:?}");
+    let mut lc = region.client(lagger).await;
+    let local = lc
+        .list_members(ListMembersRequest { org_id: org.id.clone(), page_size: 1000, page_token: String::new(), consistency: ReadConsistency::Local as i32 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(local.members.len(), 100);
+    region.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_request_id_applies_once_even_across_a_leader_change() {
+    let mut region = TestRegion::start(Region::Eu, 3, test_timings).await;
+    let leader = region.leader().await;
+    let follower = region.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let mut c = region.client(follower).await;
+    let org = create_org(&region, follower, "Once").await;
+
+    let req = UpdateOrgRequest { org_id: org.id.clone(), name: "Renamed".into(), expected_version: None, request_id: "rename-1".into() };
+    let first = c.update_org(req.clone()).await.unwrap().into_inner().org.unwrap();
+    region.stop(leader).await;
+    region.leader().await;
+    let retry = c.update_org(req).await.unwrap().into_inner().org.unwrap();
+    assert_eq!(first, retry, "the retry answers the first result");
+    let now = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap().into_inner().org.unwrap();
+    assert_eq!(now.version, 2, "applied once");
+
+    // A create retried with the same id does not make a second org.
+    let create = CreateOrgRequest { region: "eu".into(), name: "Single".into(), request_id: "create-1".into() };
+    let a = c.create_org(create.clone()).await.unwrap().into_inner().org.unwrap();
+    let b = c.create_org(create).await.unwrap().into_inner().org.unwrap();
+    assert_eq!(a.id, b.id);
+    let all = c.list_orgs(ListOrgsRequest { region: "eu".into(), page_size: 100, ..Default::default() }).await.unwrap().into_inner();
+    assert_eq!(all.orgs.iter().filter(|o| o.name == "Single").count(), 1);
+    region.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_a_clear_status_and_changes_nothing() {
+    let region = TestRegion::start(Region::Us, 3, test_timings).await;
+    let leader = region.leader().await;
+    let mut c = region.client(leader).await;
+    let org = create_org(&region, leader, "Keep").await;
+    let before = region.raft(leader).metrics().borrow().last_applied.unwrap().index;
+
+    let create = |region: &str, name: &str| CreateOrgRequest { region: region.into(), name: name.into(), request_id: String::new() };
+    let cases: Vec<(&str, Result<tonic::Response<CreateOrgResponse>, tonic::Status>, Code)> = vec![
+        ("empty name", c.create_org(create("us", "  ")).await, Code::InvalidArgument),
+        ("oversized name", c.create_org(create("us", &"x".repeat(129))).await, Code::InvalidArgument),
+        ("control char", c.create_org(create("us", "a\u{7}b")).await, Code::InvalidArgument),
+        ("unknown region", c.create_org(create("mars", "A")).await, Code::InvalidArgument),
+        ("other region", c.create_org(create("eu", "A")).await, Code::InvalidArgument),
+        ("missing region", c.create_org(create("", "A")).await, Code::InvalidArgument),
+    ];
+    for (what, result, code) in cases {
+        let status = result.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+        assert!(!status.message().is_empty());
+    }
+    let get = |id: &str| GetOrgRequest { org_id: id.into(), consistency: 0 };
+    for (id, code) in [
+        ("", Code::InvalidArgument),
+        ("nope", Code::InvalidArgument),
+        ("us-", Code::InvalidArgument),
+        (&"x".repeat(10_000), Code::InvalidArgument),
+        ("us-00000000000000000000000000", Code::NotFound),
+        ("eu-00000000000000000000000000", Code::NotFound),
+    ] {
+        let status = c.get_org(get(id)).await.expect_err(id);
+        assert_eq!(status.code(), code, "{id}: {status:?}");
+    }
+    let bad_role = c.add_member(AddMemberRequest { org_id: org.id.clone(), user_id: "u".into(), role: "owner".into(), request_id: String::new() }).await;
+    assert_eq!(bad_role.unwrap_err().code(), Code::InvalidArgument);
+    let bad_user = c.add_member(AddMemberRequest { org_id: org.id.clone(), user_id: "a b".into(), role: "admin".into(), request_id: String::new() }).await;
+    assert_eq!(bad_user.unwrap_err().code(), Code::InvalidArgument);
+    let bad_page = c.list_orgs(ListOrgsRequest { page_size: 5000, ..Default::default() }).await;
+    assert_eq!(bad_page.unwrap_err().code(), Code::InvalidArgument);
+    let bad_token = c.list_orgs(ListOrgsRequest { page_token: "%%%".into(), ..Default::default() }).await;
+    assert_eq!(bad_token.unwrap_err().code(), Code::InvalidArgument);
+    let bad_consistency = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 42 }).await;
+    assert_eq!(bad_consistency.unwrap_err().code(), Code::InvalidArgument);
+
+    // None of that reached the log.
+    let after = region.raft(leader).metrics().borrow().last_applied.unwrap().index;
+    assert_eq!(before, after, "refused input must not be proposed");
+    let kept = c.get_org(get(&org.id)).await.unwrap().into_inner().org.unwrap();
+    assert_eq!((kept.name.as_str(), kept.version), ("Keep", 1));
+
+    // Refusals decided by the state (stale version, missing org) are replicated but change no data.
+    let stale = c.delete_org(DeleteOrgRequest { org_id: org.id.clone(), expected_version: Some(7), request_id: String::new() }).await;
+    assert_eq!(stale.unwrap_err().code(), Code::Aborted);
+    let missing = c.add_member(add("us-00000000000000000000000000", "u", "")).await;
+    assert_eq!(missing.unwrap_err().code(), Code::NotFound);
+    assert_eq!(c.get_org(get(&org.id)).await.unwrap().into_inner().org.unwrap().version, 1);
+    region.shutdown().await;
+}
