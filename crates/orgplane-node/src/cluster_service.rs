@@ -4,25 +4,24 @@
 use std::sync::Arc;
 
 use openraft::ServerState;
-use orgplane_model::state::StateRead;
 use orgplane_proto::v1::cluster_service_server::ClusterService;
 use orgplane_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use crate::org_service::NodeCore;
 
-pub struct ClusterServiceImpl<S> {
-    core: Arc<NodeCore<S>>,
+pub struct ClusterServiceImpl {
+    core: Arc<NodeCore>,
 }
 
-impl<S> ClusterServiceImpl<S> {
-    pub fn new(core: Arc<NodeCore<S>>) -> Self {
+impl ClusterServiceImpl {
+    pub fn new(core: Arc<NodeCore>) -> Self {
         ClusterServiceImpl { core }
     }
 }
 
 /// This node's status, from its Raft metrics.
-pub fn node_status<S>(core: &NodeCore<S>) -> NodeStatus {
+pub fn node_status(core: &NodeCore) -> NodeStatus {
     let m = core.raft.metrics().borrow().clone();
     let role = match m.state {
         ServerState::Leader => "leader",
@@ -47,7 +46,7 @@ pub fn node_status<S>(core: &NodeCore<S>) -> NodeStatus {
 }
 
 #[tonic::async_trait]
-impl<S: StateRead + Send + Sync + 'static> ClusterService for ClusterServiceImpl<S> {
+impl ClusterService for ClusterServiceImpl {
     async fn get_cluster_status(&self, _request: Request<GetClusterStatusRequest>) -> Result<Response<GetClusterStatusResponse>, Status> {
         let status = node_status(&self.core);
         let region = RegionStatus {

@@ -13,7 +13,6 @@ use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
 pub use orgplane_raft::Raft;
 use orgplane_raft::{PeerHandler, PeerNetwork, PeerTransport, Proposer, ProposerConfig, ReadIndexer};
-use orgplane_store_sled::StateReader;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
@@ -47,7 +46,7 @@ pub enum StartError {
 /// A started node, not yet serving.
 pub struct Node {
     config: NodeConfig,
-    core: Arc<NodeCore<StateReader>>,
+    core: Arc<NodeCore>,
 }
 
 impl Node {

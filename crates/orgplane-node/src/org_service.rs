@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use orgplane_model::command::CommandOutcome;
-use orgplane_model::state::{self, StateRead};
+use orgplane_model::state;
+use orgplane_store_sled::StateReader;
 use orgplane_model::{validate, Command, DomainError, Op, OrgId, Region};
 use orgplane_proto::conv::{self, decode_page_token, encode_page_token, parse_org_id, parse_region, parse_role};
 use orgplane_proto::v1::org_service_server::OrgService;
@@ -19,16 +20,18 @@ use crate::error::NodeError;
 use crate::LEADER_HEADER;
 
 /// What the node's services share: identity, Raft, the write and read paths, and the state.
-pub struct NodeCore<S> {
+pub struct NodeCore {
     pub region: Region,
     pub node_id: u64,
     pub raft: Raft,
     pub proposer: Proposer,
     pub reader: ReadIndexer,
-    pub state: S,
+    /// The local state; multi-read queries go through `read_consistent` so they never see
+    /// half of an applied batch.
+    pub state: StateReader,
 }
 
-impl<S: StateRead> NodeCore<S> {
+impl NodeCore {
     /// Commits `op` and returns its outcome. A missing request id gets a fresh one so that the
     /// node's own retries apply once.
     pub async fn write(&self, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
@@ -102,12 +105,12 @@ fn unexpected(outcome: CommandOutcome) -> Status {
 }
 
 /// The `OrgService` of a node.
-pub struct OrgServiceImpl<S> {
-    core: Arc<NodeCore<S>>,
+pub struct OrgServiceImpl {
+    core: Arc<NodeCore>,
 }
 
-impl<S> OrgServiceImpl<S> {
-    pub fn new(core: Arc<NodeCore<S>>) -> Self {
+impl OrgServiceImpl {
+    pub fn new(core: Arc<NodeCore>) -> Self {
         OrgServiceImpl { core }
     }
 }
@@ -115,7 +118,7 @@ impl<S> OrgServiceImpl<S> {
 type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
-impl<S: StateRead + Send + Sync + 'static> OrgService for OrgServiceImpl<S> {
+impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.create_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn create_org(&self, request: Request<CreateOrgRequest>) -> Reply<CreateOrgResponse> {
         let core = &self.core;
@@ -240,7 +243,9 @@ impl<S: StateRead + Send + Sync + 'static> OrgService for OrgServiceImpl<S> {
         let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
         let after = decode_page_token(&req.page_token).map_err(NodeError::from)?;
         let read = core.prepare_read(req.consistency).await?;
-        let (members, next) = state::list_members(&core.state, &org_id, after.as_deref(), limit)
+        let (members, next) = core
+            .state
+            .read_consistent(|view| state::list_members(view, &org_id, after.as_deref(), limit))
             .map_err(|e| NodeError::from_query(core.region, e))
             .map_err(|e| not_found_here(core, &org_id, e))?;
         Ok(core.reply(ListMembersResponse {
@@ -261,8 +266,10 @@ impl<S: StateRead + Send + Sync + 'static> OrgService for OrgServiceImpl<S> {
             .map(|t| t.parse::<OrgId>().map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued"))))
             .transpose()?;
         core.prepare_read(req.consistency).await?;
-        let (orgs, next) =
-            state::list_user_orgs(&core.state, &req.user_id, after.as_ref(), limit).map_err(|e| core.storage(e))?;
+        let (orgs, next) = core
+            .state
+            .read_consistent(|view| state::list_user_orgs(view, &req.user_id, after.as_ref(), limit))
+            .map_err(|e| core.storage(e))?;
         Ok(core.reply(ListUserOrgsResponse {
             orgs: orgs.iter().map(conv::user_org_to_wire).collect(),
             next_page_token: next.map(|n| encode_page_token(&n)).unwrap_or_default(),
@@ -277,7 +284,7 @@ impl<S: StateRead + Send + Sync + 'static> OrgService for OrgServiceImpl<S> {
 
 /// Rewrites the plain org NOT_FOUND of a command into the node's own wording (which says where
 /// the id points when that is elsewhere).
-fn not_found_here<S: StateRead>(core: &NodeCore<S>, id: &OrgId, e: NodeError) -> NodeError {
+fn not_found_here(core: &NodeCore, id: &OrgId, e: NodeError) -> NodeError {
     match e {
         NodeError::Domain(DomainError::NotFound { ref kind, .. }) if kind == "org" => core.org_not_found(id),
         other => other,

@@ -1,0 +1,77 @@
+//! [`StoreError`]: what opening or using the store failed with, and its conversion into
+//! openraft's [`StorageError`], which openraft treats as fatal for the node.
+
+use std::path::PathBuf;
+
+use openraft::{AnyError, ErrorSubject, ErrorVerb, LogId, StorageError, StorageIOError};
+use orgplane_model::state::StorageFault;
+use orgplane_raft::NodeId;
+
+/// A failure of the sled store. Every variant says what was being done, so the message alone
+/// points at the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled itself failed (I/O error, corruption detected by sled, a bug report from sled).
+    #[error("sled failed while {action}: {source}")]
+    Sled { action: &'static str, source: sled::Error },
+
+    /// The directory holds a store written in another on-disk format. Nothing was read or
+    /// written besides the format record.
+    #[error("store at {path} has on-disk format {found:?}, but this build reads only {expected:?}")]
+    FormatMismatch { path: PathBuf, found: String, expected: &'static str },
+
+    /// Another handle (in this process or another) still holds the directory after waiting.
+    #[error("store at {path} is still locked by another handle after waiting {waited:?}; is another node using it?")]
+    Locked { path: PathBuf, waited: std::time::Duration },
+
+    /// The directory holds sled data but no format record, so it was not written by this crate
+    /// (or by a version that predates the record). Refused rather than guessed at.
+    #[error("store at {path} holds data but no format record; refusing to guess its format")]
+    FormatMissing { path: PathBuf },
+
+    /// A value could not be serialized.
+    #[error("could not encode {what}: {source}")]
+    Encode { what: &'static str, source: serde_json::Error },
+
+    /// A stored value could not be read back: the store is corrupt.
+    #[error("corrupt {what}: {source}")]
+    Corrupt { what: &'static str, source: serde_json::Error },
+
+    /// A stored record does not have the shape the layout gives it: the store is corrupt.
+    #[error("corrupt {what}: {reason}")]
+    CorruptRecord { what: &'static str, reason: String },
+
+    /// The state under the model failed while applying a log entry; the whole `apply` call
+    /// wrote nothing.
+    #[error("state machine fault while applying log index {}: {fault}", .log_id.index)]
+    Apply { log_id: LogId<NodeId>, fault: StorageFault },
+
+    /// A snapshot was refused before anything was changed: wrong format, failed checksum,
+    /// truncated, or its data disagrees with its metadata.
+    #[error("snapshot refused: {reason}")]
+    SnapshotRefused { reason: String },
+
+    /// The background thread that flushes appended log entries is gone (it panicked).
+    #[error("the log flusher thread is not running")]
+    FlusherStopped,
+
+    /// The background thread that flushes appended log entries could not be started.
+    #[error("could not start the log flusher thread: {source}")]
+    FlusherStart { source: std::io::Error },
+}
+
+impl StoreError {
+    /// Wraps a sled error with what was being done.
+    pub(crate) fn sled(action: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+        move |source| StoreError::Sled { action, source }
+    }
+}
+
+/// The openraft error type of the storage traits, for this crate's node id.
+pub(crate) type RaftStorageError = StorageError<NodeId>;
+
+/// Converts a [`StoreError`] into openraft's storage error for `subject` and `verb`. openraft
+/// stops the node on any storage error: the store does not try to limp on.
+pub(crate) fn to_raft(subject: ErrorSubject<NodeId>, verb: ErrorVerb, error: &StoreError) -> RaftStorageError {
+    StorageIOError::new(subject, verb, AnyError::new(error)).into()
+}

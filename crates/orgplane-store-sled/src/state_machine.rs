@@ -1,0 +1,344 @@
+//! The replicated state machine: [`StateMachineStore`] (openraft's `RaftStateMachine`) and its
+//! snapshot builder.
+//!
+//! Every `apply` call writes all its entries' effects, the last applied log id and the last
+//! membership in ONE atomic sled batch on the `sm` tree, so the tree always holds the state
+//! after some whole number of `apply` calls, and its last applied id says which.
+//!
+//! Durability: `apply` does not flush. The log is durable (appends are flushed before Raft
+//! counts them) and committed entries are never truncated, so after a crash openraft re-applies
+//! everything after the tree's last applied id that it knows to be committed (from the saved
+//! committed id, or from the leader). sled recovers writes in the order they were made, so the
+//! tree is never ahead of the log it was applied from. The one thing that needs the tree itself
+//! on disk is purging: openraft purges the log only up to a snapshot, and the tree is flushed
+//! before a snapshot is taken, so every purged entry is covered by the durable tree.
+
+use std::convert::Infallible;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StoredMembership,
+};
+use orgplane_model::state::{apply, StateWrite, StorageFault};
+use orgplane_raft::{NodeId, RaftRequest, RaftResponse, TypeConfig};
+use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
+
+use crate::error::{to_raft, RaftStorageError, StoreError};
+use crate::layout::{
+    decode_json, encode_json, read_json, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY, SNAPSHOT_CURRENT_KEY,
+};
+use crate::overlay::BatchOverlay;
+use crate::snapshot_format::{self, Pair};
+use crate::state_reader::{ApplyLock, StateReader};
+
+/// openraft's metadata of a snapshot, for this crate's node types.
+type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+/// The last membership applied, with the id of its log entry.
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+
+/// The state machine: the model's state in the `sm` tree, the current snapshot in the
+/// `snapshot` tree.
+pub struct StateMachineStore {
+    db: sled::Db,
+    sm: sled::Tree,
+    /// Held exclusively while a batch lands in `sm`, so readers see whole batches.
+    apply_lock: ApplyLock,
+    snapshot: SnapshotSlot,
+}
+
+/// Builds a snapshot from the copy of the `sm` tree taken by
+/// [`RaftStateMachine::get_snapshot_builder`].
+pub struct SnapshotBuilder {
+    db: sled::Db,
+    /// The whole tree at the time the builder was made, or why it could not be copied (the
+    /// trait's `get_snapshot_builder` cannot fail, so the error waits for `build_snapshot`).
+    copy: Result<TreeCopy, StoreError>,
+    snapshot: SnapshotSlot,
+}
+
+/// A copy of the `sm` tree with the applied pointers it holds.
+struct TreeCopy {
+    pairs: Vec<(sled::IVec, sled::IVec)>,
+    last_applied: Option<LogId<NodeId>>,
+    last_membership: Membership,
+}
+
+/// Where the current snapshot (meta and bytes in one value, so one read sees a matching
+/// pair) is kept. Shared by the state machine and the builders that run in their own tasks.
+#[derive(Clone)]
+struct SnapshotSlot {
+    tree: sled::Tree,
+    /// Serializes writes of the current snapshot, so a slow build cannot replace a newer
+    /// snapshot that an install or another build saved meanwhile.
+    save_lock: Arc<Mutex<()>>,
+}
+
+impl StateMachineStore {
+    pub(crate) fn new(db: sled::Db, sm: sled::Tree, snapshot: sled::Tree) -> StateMachineStore {
+        let snapshot = SnapshotSlot { tree: snapshot, save_lock: Arc::default() };
+        StateMachineStore { db, sm, apply_lock: ApplyLock::default(), snapshot }
+    }
+
+    /// A read handle on the live state, for queries. Cheap; clone it freely.
+    pub fn state_reader(&self) -> StateReader {
+        StateReader::new(self.db.clone(), self.sm.clone(), self.apply_lock.clone())
+    }
+
+    fn applied_pointers(&self) -> Result<(Option<LogId<NodeId>>, Membership), StoreError> {
+        let last_applied = read_json(&self.sm, LAST_APPLIED_KEY, "last applied log id")?;
+        let last_membership = read_json(&self.sm, LAST_MEMBERSHIP_KEY, "last membership")?.unwrap_or_default();
+        Ok((last_applied, last_membership))
+    }
+
+    /// Applies `entries` through one overlay and writes the result as one batch.
+    fn apply_entries(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Result<Vec<RaftResponse>, StoreError> {
+        let mut overlay = BatchOverlay::new(&self.sm);
+        let mut responses = Vec::new();
+        let mut last_applied = None;
+        let mut last_membership = None;
+        for entry in entries {
+            let log_id = entry.log_id;
+            let response = match entry.payload {
+                EntryPayload::Blank => RaftResponse::default(),
+                EntryPayload::Normal(request) => {
+                    apply_request(&mut overlay, &request).map_err(|fault| StoreError::Apply { log_id, fault })?
+                }
+                EntryPayload::Membership(membership) => {
+                    last_membership = Some(Membership::new(Some(log_id), membership));
+                    RaftResponse::default()
+                }
+            };
+            responses.push(response);
+            last_applied = Some(log_id);
+        }
+        let Some(last_applied) = last_applied else { return Ok(responses) };
+        self.write_applied_batch(overlay, &last_applied, last_membership.as_ref())?;
+        Ok(responses)
+    }
+
+    /// Writes the overlay's effects with the applied pointers, atomically and under the apply
+    /// lock, so neither a crash nor a reader sees part of it.
+    fn write_applied_batch(
+        &self,
+        overlay: BatchOverlay<'_>,
+        last_applied: &LogId<NodeId>,
+        last_membership: Option<&Membership>,
+    ) -> Result<(), StoreError> {
+        let mut batch = overlay.into_batch();
+        batch.insert(LAST_APPLIED_KEY, encode_json("last applied log id", last_applied)?);
+        if let Some(membership) = last_membership {
+            batch.insert(LAST_MEMBERSHIP_KEY, encode_json("last membership", membership)?);
+        }
+        let _no_reads = self.apply_lock.write();
+        self.sm.apply_batch(batch).map_err(StoreError::sled("writing applied entries"))
+    }
+
+    /// Flushes, then copies the whole tree. The flush makes the durable tree at least as new
+    /// as the copy, which is what allows openraft to purge the log up to the snapshot.
+    async fn copy_tree(&self) -> Result<TreeCopy, StoreError> {
+        self.db.flush_async().await.map_err(StoreError::sled("flushing before a snapshot"))?;
+        let pairs: Vec<(sled::IVec, sled::IVec)> =
+            self.sm.iter().collect::<Result<_, _>>().map_err(StoreError::sled("copying the state for a snapshot"))?;
+        let (last_applied, last_membership) = applied_pointers_in(&pairs)?;
+        Ok(TreeCopy { pairs, last_applied, last_membership })
+    }
+
+    /// Verifies the snapshot, then replaces the whole tree with its pairs and makes it the
+    /// current snapshot, in one sled transaction.
+    fn replace_state(&self, meta: &Meta, data: Vec<u8>) -> Result<(), StoreError> {
+        let pairs = snapshot_format::decode(&data)?;
+        check_pairs_match_meta(&pairs, meta)?;
+        let mut batch = sled::Batch::default();
+        for key in self.sm.iter().keys() {
+            batch.remove(key.map_err(StoreError::sled("listing the state to replace"))?);
+        }
+        // Inserts after removes: a key in both ends up inserted.
+        for (key, value) in pairs {
+            batch.insert(key, value);
+        }
+        let record = encode_snapshot_record(meta, &data)?;
+        let _saving = self.snapshot.lock();
+        let _no_reads = self.apply_lock.write();
+        (&self.sm, &self.snapshot.tree)
+            .transaction(|(sm, snapshot)| -> ConflictableTransactionResult<(), Infallible> {
+                sm.apply_batch(&batch)?;
+                snapshot.insert(SNAPSHOT_CURRENT_KEY, record.as_slice())?;
+                Ok(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(never) => match never {},
+                TransactionError::Storage(source) => StoreError::Sled { action: "installing a snapshot", source },
+            })
+    }
+}
+
+/// Applies a request's commands in order; each sees the effects of the ones before it.
+fn apply_request(state: &mut impl StateWrite, request: &RaftRequest) -> Result<RaftResponse, StorageFault> {
+    let mut results = Vec::with_capacity(request.commands.len());
+    for command in &request.commands {
+        results.push(apply(state, command)?);
+    }
+    Ok(RaftResponse { results })
+}
+
+/// The applied pointers stored among a tree's pairs.
+fn applied_pointers_in<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    pairs: &[(K, V)],
+) -> Result<(Option<LogId<NodeId>>, Membership), StoreError> {
+    let value_of = |wanted: &[u8]| pairs.iter().find(|(key, _)| key.as_ref() == wanted).map(|(_, v)| v.as_ref());
+    let last_applied = value_of(LAST_APPLIED_KEY).map(|v| decode_json("last applied log id", v)).transpose()?;
+    let last_membership =
+        value_of(LAST_MEMBERSHIP_KEY).map(|v| decode_json("last membership", v)).transpose()?.unwrap_or_default();
+    Ok((last_applied, last_membership))
+}
+
+/// Refuses a snapshot whose data does not hold the state its metadata claims.
+fn check_pairs_match_meta(pairs: &[Pair], meta: &Meta) -> Result<(), StoreError> {
+    let (last_applied, last_membership) = applied_pointers_in(pairs)?;
+    if last_applied != meta.last_log_id || last_membership != meta.last_membership {
+        return Err(StoreError::SnapshotRefused {
+            reason: format!(
+                "its data was applied up to {last_applied:?} with membership {last_membership:?}, \
+                 but its metadata says {:?} with {:?}",
+                meta.last_log_id, meta.last_membership
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The current-snapshot record: the meta's JSON length (u64 big-endian), the meta's JSON, the
+/// snapshot bytes.
+fn encode_snapshot_record(meta: &Meta, data: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let meta_json = encode_json("snapshot meta", meta)?;
+    let mut record = Vec::with_capacity(8 + meta_json.len() + data.len());
+    record.extend_from_slice(&(meta_json.len() as u64).to_be_bytes());
+    record.extend_from_slice(&meta_json);
+    record.extend_from_slice(data);
+    Ok(record)
+}
+
+fn decode_snapshot_record(record: &[u8]) -> Result<(Meta, Vec<u8>), StoreError> {
+    let corrupt = |reason: &str| StoreError::CorruptRecord { what: "current snapshot record", reason: reason.into() };
+    let (len, rest) = record.split_first_chunk::<8>().ok_or_else(|| corrupt("shorter than its length prefix"))?;
+    let len = usize::try_from(u64::from_be_bytes(*len)).map_err(|_| corrupt("meta length overflows"))?;
+    if rest.len() < len {
+        return Err(corrupt("meta longer than the record"));
+    }
+    let (meta_json, data) = rest.split_at(len);
+    Ok((decode_json("snapshot meta", meta_json)?, data.to_vec()))
+}
+
+impl SnapshotSlot {
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // The mutex guards no data of its own; a panic elsewhere leaves nothing to repair.
+        self.save_lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
+        match self.tree.get(SNAPSHOT_CURRENT_KEY).map_err(StoreError::sled("reading the current snapshot"))? {
+            Some(record) => decode_snapshot_record(&record).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves a freshly built snapshot as the current one, unless the current one covers more
+    /// of the log (an install or another build finished first).
+    fn save_built(&self, meta: &Meta, data: &[u8]) -> Result<(), StoreError> {
+        let _saving = self.lock();
+        if let Some((current, _)) = self.read()? {
+            if current.last_log_id > meta.last_log_id {
+                tracing::info!(built = ?meta.last_log_id, current = ?current.last_log_id, "kept the newer current snapshot");
+                return Ok(());
+            }
+        }
+        let record = encode_snapshot_record(meta, data)?;
+        self.tree.insert(SNAPSHOT_CURRENT_KEY, record).map_err(StoreError::sled("saving the current snapshot"))?;
+        Ok(())
+    }
+}
+
+impl SnapshotBuilder {
+    /// A snapshot id unique on this node, also across restarts: the log id it covers and a
+    /// counter that sled persists.
+    fn new_snapshot_id(&self, last_applied: Option<&LogId<NodeId>>) -> Result<String, StoreError> {
+        let counter = self.db.generate_id().map_err(StoreError::sled("generating a snapshot id"))?;
+        Ok(match last_applied {
+            Some(log_id) => format!("{}-{}-{counter}", log_id.leader_id.term, log_id.index),
+            None => format!("none-{counter}"),
+        })
+    }
+}
+
+fn sm_write_error(error: StoreError) -> RaftStorageError {
+    to_raft(ErrorSubject::StateMachine, ErrorVerb::Write, &error)
+}
+
+fn sm_read_error(error: StoreError) -> RaftStorageError {
+    to_raft(ErrorSubject::StateMachine, ErrorVerb::Read, &error)
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    /// Serializes the copy taken when the builder was made. openraft runs this in its own task,
+    /// concurrently with further applies, which is why it works from a copy.
+    #[tracing::instrument(name = "store.build_snapshot", skip_all)]
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
+        let copy = self.copy.as_ref().map_err(|e| to_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        let data = snapshot_format::encode(&copy.pairs);
+        let snapshot_id = self.new_snapshot_id(copy.last_applied.as_ref()).map_err(sm_write_error)?;
+        let meta = Meta { last_log_id: copy.last_applied, last_membership: copy.last_membership.clone(), snapshot_id };
+        let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
+        self.snapshot.save_built(&meta, &data).map_err(write_error)?;
+        self.db.flush_async().await.map_err(StoreError::sled("flushing a built snapshot")).map_err(write_error)?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership), RaftStorageError> {
+        self.applied_pointers().map_err(sm_read_error)
+    }
+
+    #[tracing::instrument(name = "store.apply", skip_all)]
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<RaftResponse>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.apply_entries(entries).map_err(|e| match &e {
+            StoreError::Apply { log_id, .. } => to_raft(ErrorSubject::Apply(*log_id), ErrorVerb::Write, &e),
+            _ => sm_write_error(e),
+        })
+    }
+
+    /// Copies the whole `sm` tree now. sled has no point-in-time snapshots, so the copy is what
+    /// makes the snapshot consistent: openraft calls this from the state machine worker, the
+    /// same task that calls `apply`, so no apply runs while the copy is taken.
+    #[tracing::instrument(name = "store.snapshot_copy", skip_all)]
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let copy = self.copy_tree().await;
+        SnapshotBuilder { db: self.db.clone(), copy, snapshot: self.snapshot.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    #[tracing::instrument(name = "store.install_snapshot", skip_all, fields(snapshot_id = %meta.snapshot_id))]
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), RaftStorageError> {
+        let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
+        self.replace_state(meta, snapshot.into_inner()).map_err(write_error)?;
+        self.db.flush_async().await.map_err(StoreError::sled("flushing an installed snapshot")).map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+        let current = self.snapshot.read().map_err(|e| to_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e))?;
+        Ok(current.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
