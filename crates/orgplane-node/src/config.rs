@@ -22,6 +22,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Every node of the region, by id: `host:port` that the others reach it at. Used to form
     /// the cluster on first start; later the membership in the Raft log is authoritative.
+    /// In TOML a table whose keys are the ids (`[peers]` then `1 = "host:port"`).
+    #[serde(with = "peer_table")]
     pub peers: BTreeMap<u64, String>,
     /// Leader heartbeat period.
     #[serde(default = "defaults::heartbeat_ms")]
@@ -47,6 +49,30 @@ pub struct NodeConfig {
     /// The largest gRPC message accepted or sent.
     #[serde(default = "defaults::max_message_bytes")]
     pub max_message_bytes: usize,
+}
+
+/// TOML table keys are strings; the peer table's keys are node ids.
+mod peer_table {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(peers: &BTreeMap<u64, String>, s: S) -> Result<S::Ok, S::Error> {
+        let as_text: BTreeMap<String, &String> = peers.iter().map(|(id, addr)| (id.to_string(), addr)).collect();
+        as_text.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u64, String>, D::Error> {
+        let as_text = BTreeMap::<String, String>::deserialize(d)?;
+        as_text
+            .into_iter()
+            .map(|(id, addr)| {
+                let id = id.parse::<u64>().map_err(|_| D::Error::custom(format!("peer id {id:?} is not a number")))?;
+                Ok((id, addr))
+            })
+            .collect()
+    }
 }
 
 mod defaults {

@@ -28,6 +28,9 @@ use crate::transport::GrpcTransport;
 /// client limit because one append carries many client writes.
 pub const PEER_MESSAGE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
+/// How long calls in flight get to finish once shutdown begins.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A node failed to start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -112,15 +115,34 @@ impl Node {
             .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
             .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
 
-        let result = tonic::transport::Server::builder()
+        let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = began.send(());
+        };
+        let serve = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(org)
             .add_service(cluster)
             .add_service(peer)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        // Graceful shutdown waits for every open connection (peers keep theirs open); calls in
+        // flight get a grace period, then the connections are dropped.
+        let result = tokio::select! {
+            served = serve => served,
+            _ = async {
+                if shutdown_began.await.is_ok() {
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::info!(grace = ?SHUTDOWN_GRACE, "closing connections still open after the grace period");
+                Ok(())
+            }
+        };
         tracing::info!("node stopping");
         if let Err(e) = core.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");

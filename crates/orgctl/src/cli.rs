@@ -1,0 +1,229 @@
+//! The command line: global flags here, each command group's arguments beside its logic in
+//! [`crate::cmd`].
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cmd::cluster::ClusterCommand;
+use crate::cmd::member::MemberCommand;
+use crate::cmd::org::OrgCommand;
+use crate::cmd::user::UserCommand;
+
+/// The dev router's address, which `orgplane dev` listens on.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:50051";
+
+/// orgctl: operate an orgplane deployment through its public API.
+#[derive(Debug, Parser)]
+#[command(name = "orgctl", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes, before or after the command name.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct GlobalArgs {
+    /// The router (or region node) to talk to: HOST:PORT or http://HOST:PORT.
+    #[arg(long, global = true, env = "ORGPLANE_ENDPOINT", default_value = DEFAULT_ENDPOINT, value_parser = parse_endpoint)]
+    pub endpoint: String,
+    /// How to print the answer: aligned columns for people, or one JSON document on stdout.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// The longest a call may take, retries included, in seconds (fractions allowed).
+    /// Default: 5 s per attempt, 15 s in all.
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
+    /// A bearer token, sent as `authorization: Bearer <token>` with every call.
+    #[arg(long, global = true, env = "ORGPLANE_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub token: Option<String>,
+}
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns (or field: value lines for one record).
+    Table,
+    /// Exactly one JSON document on stdout; nothing else goes to stdout.
+    Json,
+}
+
+#[derive(Debug, PartialEq, Subcommand)]
+pub enum Command {
+    /// Create, read, list, rename and delete orgs.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Add, change, remove and list the members of an org.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// What a user belongs to, across every region.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// The deployment: regions, nodes, leaders.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+fn parse_endpoint(text: &str) -> Result<String, String> {
+    orgplane_client::endpoint_uri(text).map(|_| text.trim().to_string()).map_err(|e| e.to_string())
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Err("must be greater than 0".to_string());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is too long"))
+}
+
+fn parse_token(text: &str) -> Result<String, String> {
+    orgplane_client::Credentials::new(Some(text)).map(|_| text.to_string()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use orgplane_client::RequestId;
+    use orgplane_model::{Region, Role};
+
+    use super::*;
+    use crate::cmd::cluster::ClusterCommand;
+    use crate::cmd::member::MemberCommand;
+    use crate::cmd::org::OrgCommand;
+    use crate::cmd::user::UserCommand;
+
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("orgctl").chain(args.split_whitespace()))
+    }
+
+    fn check(args: &str, expected: Command) {
+        let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert_eq!(cli.command, expected, "{args:?}");
+    }
+
+    fn check_refused(args: &str, kind: ErrorKind) {
+        let err = parse(args).expect_err(args);
+        assert_eq!(err.kind(), kind, "{args:?}: {err}");
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+    }
+
+    #[test]
+    fn parses_org_commands() {
+        check(
+            "org create --region EU --name Acme",
+            Command::Org(OrgCommand::Create { region: Region::Eu, name: "Acme".into(), request_id: None }),
+        );
+        check(
+            "org create --region us --name Acme --request-id deploy-1",
+            Command::Org(OrgCommand::Create {
+                region: Region::Us,
+                name: "Acme".into(),
+                request_id: Some("deploy-1".parse::<RequestId>().unwrap()),
+            }),
+        );
+        check("org get eu-1", Command::Org(OrgCommand::Get { id: "eu-1".into(), local: false }));
+        check("org get eu-1 --local", Command::Org(OrgCommand::Get { id: "eu-1".into(), local: true }));
+        check(
+            "org list --region apac --page-size 10 --page-token t1",
+            Command::Org(OrgCommand::List {
+                region: Region::Apac,
+                page_size: Some(10),
+                page_token: Some("t1".into()),
+                all: false,
+            }),
+        );
+        check(
+            "org list --region apac --all",
+            Command::Org(OrgCommand::List { region: Region::Apac, page_size: None, page_token: None, all: true }),
+        );
+        check(
+            "org update eu-1 --name New --expected-version 3",
+            Command::Org(OrgCommand::Update {
+                id: "eu-1".into(),
+                name: "New".into(),
+                expected_version: Some(3),
+                request_id: None,
+            }),
+        );
+        check(
+            "org delete eu-1",
+            Command::Org(OrgCommand::Delete { id: "eu-1".into(), expected_version: None, request_id: None }),
+        );
+    }
+
+    #[test]
+    fn parses_member_user_and_cluster_commands() {
+        check(
+            "member add eu-1 alice --role admin",
+            Command::Member(MemberCommand::Add {
+                org: "eu-1".into(),
+                user: "alice".into(),
+                role: Role::Admin,
+                request_id: None,
+            }),
+        );
+        check(
+            "member set-role eu-1 alice --role Viewer",
+            Command::Member(MemberCommand::SetRole {
+                org: "eu-1".into(),
+                user: "alice".into(),
+                role: Role::Viewer,
+                request_id: None,
+            }),
+        );
+        check(
+            "member remove eu-1 alice",
+            Command::Member(MemberCommand::Remove { org: "eu-1".into(), user: "alice".into(), request_id: None }),
+        );
+        check(
+            "member list eu-1 --all",
+            Command::Member(MemberCommand::List { org: "eu-1".into(), page_size: None, page_token: None, all: true }),
+        );
+        check(
+            "user orgs alice",
+            Command::User(UserCommand::Orgs { user: "alice".into(), page_size: None, page_token: None, all: false }),
+        );
+        check("cluster status", Command::Cluster(ClusterCommand::Status));
+        check("cluster topology", Command::Cluster(ClusterCommand::Topology));
+    }
+
+    #[test]
+    fn parses_global_flags_anywhere() {
+        let cli = parse("--endpoint http://10.0.0.1:7000 org get eu-1 -o json --timeout 2.5 --token abc").unwrap();
+        assert_eq!(
+            cli.global,
+            GlobalArgs {
+                endpoint: "http://10.0.0.1:7000".into(),
+                output: OutputFormat::Json,
+                timeout: Some(Duration::from_millis(2500)),
+                token: Some("abc".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_bad_usage() {
+        check_refused("org create --region mars --name Acme", ErrorKind::ValueValidation);
+        check_refused("org create --name Acme", ErrorKind::MissingRequiredArgument);
+        check_refused("org create --region eu --name Acme --request-id", ErrorKind::InvalidValue);
+        check_refused("org create --region eu --name Acme --request-id has\u{7f}del", ErrorKind::ValueValidation);
+        check_refused("member add eu-1 alice --role owner", ErrorKind::ValueValidation);
+        check_refused("org list --region eu --all --page-token t", ErrorKind::ArgumentConflict);
+        check_refused("org list --region eu --page-size 0", ErrorKind::ValueValidation);
+        check_refused("org list --region eu --page-size 1001", ErrorKind::ValueValidation);
+        check_refused("org get eu-1 --timeout 0", ErrorKind::ValueValidation);
+        check_refused("org get eu-1 --timeout soon", ErrorKind::ValueValidation);
+        check_refused("org get eu-1 --endpoint https://router:443", ErrorKind::ValueValidation);
+        check_refused("org get eu-1 --output yaml", ErrorKind::InvalidValue);
+        check_refused("org frobnicate", ErrorKind::InvalidSubcommand);
+        check_refused("org", ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

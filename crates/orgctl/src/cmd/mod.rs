@@ -1,0 +1,38 @@
+//! The commands, one module per group. Each module owns its group's arguments (a clap
+//! `Subcommand`) and a `run` that makes the calls and returns what to print, as an
+//! [`Render`] value; printing is [`crate::output`]'s job.
+
+pub mod cluster;
+pub mod member;
+pub mod org;
+pub mod user;
+
+use orgplane_client::{Client, ClientError, ClientOptions};
+
+use crate::cli::{Command, GlobalArgs};
+use crate::output::Render;
+
+/// The items per page the `--page-size` flags accept.
+pub(crate) const PAGE_SIZE_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
+
+/// Builds the client the global flags describe.
+pub fn client(global: &GlobalArgs) -> Result<Client, ClientError> {
+    let mut options = ClientOptions { bearer_token: global.token.clone(), ..ClientOptions::default() };
+    if let Some(timeout) = global.timeout {
+        // `--timeout` bounds the whole call: one attempt may use all of it, and retries fit
+        // in what is left.
+        options.request_timeout = timeout;
+        options.total_timeout = timeout;
+    }
+    Client::with_options(&global.endpoint, options)
+}
+
+/// Runs `command` and returns its answer, ready to print.
+pub async fn run(client: &Client, command: Command) -> Result<Box<dyn Render>, ClientError> {
+    match command {
+        Command::Org(command) => org::run(client, command).await,
+        Command::Member(command) => member::run(client, command).await,
+        Command::User(command) => user::run(client, command).await,
+        Command::Cluster(command) => cluster::run(client, command).await,
+    }
+}

@@ -1,0 +1,102 @@
+//! `orgctl org ...`: create, get, list, update, delete.
+
+use clap::Subcommand;
+use orgplane_client::{Client, ClientError, Consistency, PageRequest, RequestId};
+use orgplane_model::Region;
+
+use crate::cmd::PAGE_SIZE_RANGE;
+use crate::output::{DeletedOrg, OrgList, OrgRecord, Render};
+
+#[derive(Debug, PartialEq, Subcommand)]
+pub enum OrgCommand {
+    /// Create an org in a region; the server assigns its id.
+    Create {
+        /// us, eu or apac.
+        #[arg(long)]
+        region: Region,
+        /// 1 to 128 characters.
+        #[arg(long)]
+        name: String,
+        /// Idempotency key: sending the same create again with it changes nothing more.
+        /// Default: a fresh one, reused by the client's own retries.
+        #[arg(long)]
+        request_id: Option<RequestId>,
+    },
+    /// Read one org.
+    Get {
+        /// The org id, for example eu-01jdq3n8x2k7m4p9r5t6v8w0yz.
+        id: String,
+        /// Read the answering replica's own state (possibly behind) instead of a
+        /// linearizable read; works while the region has no leader.
+        #[arg(long)]
+        local: bool,
+    },
+    /// List the orgs of a region, in id order.
+    List {
+        /// us, eu or apac.
+        #[arg(long)]
+        region: Region,
+        /// Orgs per page (1 to 1000; default: the server's, 100).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(PAGE_SIZE_RANGE))]
+        page_size: Option<u32>,
+        /// Continue from a previous page's next page token.
+        #[arg(long, conflicts_with = "all")]
+        page_token: Option<String>,
+        /// Follow the pages to the end and print every org.
+        #[arg(long, conflicts_with = "page_size")]
+        all: bool,
+    },
+    /// Rename an org.
+    Update {
+        id: String,
+        /// The new name.
+        #[arg(long)]
+        name: String,
+        /// Apply only if the org is still at this version (else ABORTED).
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[arg(long)]
+        request_id: Option<RequestId>,
+    },
+    /// Delete an org and all its memberships.
+    Delete {
+        id: String,
+        /// Delete only if the org is still at this version (else ABORTED).
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[arg(long)]
+        request_id: Option<RequestId>,
+    },
+}
+
+pub async fn run(client: &Client, command: OrgCommand) -> Result<Box<dyn Render>, ClientError> {
+    let request_id = |given: Option<RequestId>| given.unwrap_or_else(RequestId::generate);
+    Ok(match command {
+        OrgCommand::Create { region, name, request_id: given } => {
+            let org = client.create_org_with_request_id(region, &name, &request_id(given)).await?;
+            Box::new(OrgRecord { org, read: None })
+        }
+        OrgCommand::Get { id, local } => {
+            let consistency = if local { Consistency::Local } else { Consistency::Linearizable };
+            let read = client.get_org(&id, consistency).await?;
+            Box::new(OrgRecord { org: read.org, read: read.read })
+        }
+        OrgCommand::List { region, page_size, page_token, all } => {
+            let page = if all {
+                client.list_all_orgs(region, Consistency::Linearizable).await?
+            } else {
+                let request = PageRequest { page_size: page_size.unwrap_or(0), page_token, ..PageRequest::default() };
+                client.list_orgs(region, request).await?
+            };
+            Box::new(OrgList { region, orgs: page.items, next_page_token: page.next_page_token })
+        }
+        OrgCommand::Update { id, name, expected_version, request_id: given } => {
+            let org = client.update_org_with_request_id(&id, &name, expected_version, &request_id(given)).await?;
+            Box::new(OrgRecord { org, read: None })
+        }
+        OrgCommand::Delete { id, expected_version, request_id: given } => {
+            let removed_members = client.delete_org_with_request_id(&id, expected_version, &request_id(given)).await?;
+            Box::new(DeletedOrg { org_id: id, removed_members })
+        }
+    })
+}

@@ -1,0 +1,44 @@
+//! orgplane's global router: a stateless gRPC front that serves the same `OrgService` and
+//! `ClusterService` as the region nodes and forwards each call to the region that owns it.
+//!
+//! The router keeps no org data and writes nothing to disk: the configuration and the nodes'
+//! answers are all it knows. It logs the method, region, status code and latency of each call,
+//! never a payload (names, emails, user ids) and never a node's error message.
+//!
+//! A call's path: `OrgService` method -> `route` (request -> region key, from the org id or
+//! the named region) -> `region` (region key -> that region's cached nodes; hinted node first,
+//! failover to the others while safe and in time) -> `stack` (per-node tower stack: trace, load
+//! shed, concurrency limit, timeout, lazy tonic channel) -> a region node.
+//!
+//! Layout:
+//! - [`config`]: [`RouterConfig`], its validation, and [`parse_region_flag`];
+//! - [`error`]: [`RouterError`] and its one mapping to `tonic::Status`;
+//! - `deadline`: a request's time budget from `grpc-timeout` and the configured limit;
+//! - `route`: which region a request goes to, and whether it may be sent twice;
+//! - `region`: the per-region node table, leader hint and attempt loop;
+//! - `stack`: the per-node channel and the one function that builds its tower stack;
+//! - `org_service`: `OrgService` at the router; `fanout`: `ListUserOrgs` over every region
+//!   and its page token;
+//! - `cluster_service`: `ClusterService` at the router (status of every node, topology);
+//! - `server`: [`RouterApi`], [`router_services`] and [`run`] (with gRPC health and
+//!   reflection).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+
+mod cluster_service;
+mod deadline;
+mod fanout;
+mod org_service;
+mod region;
+mod route;
+mod server;
+mod stack;
+
+pub use cluster_service::UNREACHABLE_ROLE;
+pub use config::{parse_region_flag, RouterConfig, ValidatedRegions, MAX_MESSAGE_BYTES};
+pub use error::{RouterError, REGION_METADATA_KEY};
+pub use region::LEADER_HEADER;
+pub use server::{router_services, run, RouterApi, RouterServices};

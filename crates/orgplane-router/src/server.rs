@@ -1,0 +1,153 @@
+//! Putting the router together: [`RouterApi`] (the `OrgService` and `ClusterService`
+//! implementation), [`router_services`] to embed it, and [`run`] to serve it with gRPC health
+//! and reflection until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
+use orgplane_proto::v1::org_service_server::OrgServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::config::{RouterConfig, MAX_MESSAGE_BYTES};
+use crate::error::RouterError;
+use crate::region::RegionTable;
+use crate::stack::StackSettings;
+
+/// The router's state: the region table and the timeouts. Built once; shared by every call.
+#[derive(Debug)]
+pub(crate) struct RouterState {
+    pub(crate) table: RegionTable,
+    pub(crate) request_timeout: Duration,
+    pub(crate) fanout_timeout: Duration,
+    pub(crate) status_timeout: Duration,
+}
+
+/// The router's implementation of `OrgService` and `ClusterService`. Cheap to clone; clones
+/// share the per-node channels, concurrency limits and leader hints.
+#[derive(Debug, Clone)]
+pub struct RouterApi {
+    pub(crate) state: Arc<RouterState>,
+}
+
+impl RouterApi {
+    /// Validates `config` and builds a client per configured node. Connects to nothing yet
+    /// (channels connect on first use), so it succeeds while nodes are down. Must be called
+    /// within a Tokio runtime.
+    pub fn new(config: &RouterConfig) -> Result<RouterApi, RouterError> {
+        let regions = config.validate()?;
+        let settings = StackSettings {
+            request_timeout: config.request_timeout(),
+            connect_timeout: config.connect_timeout(),
+            max_concurrent_requests: config.max_concurrent_requests_per_node,
+        };
+        let state = RouterState {
+            table: RegionTable::new(&regions, &settings)?,
+            request_timeout: config.request_timeout(),
+            fanout_timeout: config.fanout_timeout(),
+            status_timeout: config.status_timeout(),
+        };
+        Ok(RouterApi { state: Arc::new(state) })
+    }
+}
+
+/// The router's two public gRPC services, ready to add to a tonic server, with the message
+/// size limits set.
+#[derive(Debug, Clone)]
+pub struct RouterServices {
+    pub org: OrgServiceServer<RouterApi>,
+    pub cluster: ClusterServiceServer<RouterApi>,
+}
+
+/// Builds the router's services from `config`, for embedding them in another server; [`run`]
+/// is the whole router. Must be called within a Tokio runtime.
+pub fn router_services(config: &RouterConfig) -> Result<RouterServices, RouterError> {
+    let api = RouterApi::new(config)?;
+    Ok(RouterServices {
+        org: OrgServiceServer::new(api.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        cluster: ClusterServiceServer::new(api)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    })
+}
+
+/// How long calls in flight get to finish once shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves the router on `listener` until `shutdown` completes, then stops accepting, reports
+/// NOT_SERVING on the health service, and lets calls in flight finish. Besides `OrgService`
+/// and `ClusterService` it serves gRPC health (SERVING for `""` and for each service) and
+/// server reflection (v1 and v1alpha). `config.listen` is not used: the caller bound the
+/// listener (tests bind `127.0.0.1:0`).
+pub async fn run(
+    config: RouterConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RouterError> {
+    let services = router_services(&config)?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<OrgServiceServer<RouterApi>>().await;
+    health.set_serving::<ClusterServiceServer<RouterApi>>().await;
+
+    let reflection_names = [
+        "orgplane.v1.OrgService",
+        "orgplane.v1.ClusterService",
+        "grpc.health.v1.Health",
+    ];
+    let mut reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+    for name in reflection_names {
+        reflection_v1 = reflection_v1.with_service_name(name);
+        reflection_v1alpha = reflection_v1alpha.with_service_name(name);
+    }
+
+    let local_addr = listener.local_addr().ok();
+    tracing::info!(addr = ?local_addr, regions = ?config.regions.keys().collect::<Vec<_>>(), "router serving");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("router shutting down");
+        let _ = began.send(());
+        health.set_service_status("", ServingStatus::NotServing).await;
+        health.set_not_serving::<OrgServiceServer<RouterApi>>().await;
+        health.set_not_serving::<ClusterServiceServer<RouterApi>>().await;
+    };
+    let serve = Server::builder()
+        // Notice clients that vanished without closing their connection.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection_v1.build_v1()?)
+        .add_service(reflection_v1alpha.build_v1alpha()?)
+        .add_service(services.org)
+        .add_service(services.cluster)
+        .serve_with_incoming_shutdown(incoming, signal);
+    // Graceful shutdown waits for every open connection; an idle client must not keep the
+    // router up, so calls get a grace period and then their connections are dropped.
+    tokio::select! {
+        served = serve => served?,
+        _ = async {
+            if shutdown_began.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them"),
+    }
+    tracing::info!("router stopped");
+    Ok(())
+}
