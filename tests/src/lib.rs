@@ -110,7 +110,8 @@ impl TestRegion {
     pub async fn leader(&self) -> u64 {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let leaders: Vec<Option<u64>> = self.running.values().map(|n| n.raft.metrics().borrow().current_leader).collect();
+            let leaders: Vec<Option<u64>> =
+                self.running.values().map(|n| n.raft.metrics().borrow().current_leader).collect();
             if let Some(Some(first)) = leaders.first() {
                 if leaders.iter().all(|l| *l == Some(*first)) && self.running.contains_key(first) {
                     let m = self.running[first].raft.metrics().borrow().clone();
@@ -167,7 +168,9 @@ pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {

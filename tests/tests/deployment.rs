@@ -66,10 +66,15 @@ async fn orgs_live_only_in_their_region_and_the_router_routes_by_id() {
             assert!(path.starts_with(&region_dir), "{name} of region {region} found outside it: {}", path.display());
         }
         for node in deployment.nodes.iter().filter(|n| n.region == *region) {
-            assert!(holders.iter().any(|p| p.starts_with(&node.data_dir)), "{name} is on node {} of {region}", node.node_id);
+            assert!(
+                holders.iter().any(|p| p.starts_with(&node.data_dir)),
+                "{name} is on node {} of {region}",
+                node.node_id
+            );
         }
     }
-    let top: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let top: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     let mut top_sorted = top.clone();
     top_sorted.sort();
     assert_eq!(top_sorted, vec!["apac", "dev-layout.toml", "eu", "us"], "only the regions' dirs and the layout file");
@@ -91,9 +96,14 @@ async fn a_region_down_fails_fast_and_only_for_its_orgs() {
     for region in Region::ALL {
         let org = create(&router, region, &format!("down-{region}")).await;
         let mut c = connect(&router).await;
-        c.add_member(AddMemberRequest { org_id: org.id.clone(), user_id: "dana".into(), role: "agent".into(), request_id: String::new() })
-            .await
-            .unwrap();
+        c.add_member(AddMemberRequest {
+            org_id: org.id.clone(),
+            user_id: "dana".into(),
+            role: "agent".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
         by_region.push((region, org));
     }
 
@@ -112,18 +122,32 @@ async fn a_region_down_fails_fast_and_only_for_its_orgs() {
     for (region, org) in &by_region[..2] {
         let got = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await;
         assert!(got.is_ok(), "{region}: {got:?}");
-        let w = c.update_org(UpdateOrgRequest { org_id: org.id.clone(), name: format!("still-{region}"), expected_version: None, request_id: String::new() }).await;
+        let w = c
+            .update_org(UpdateOrgRequest {
+                org_id: org.id.clone(),
+                name: format!("still-{region}"),
+                expected_version: None,
+                request_id: String::new(),
+            })
+            .await;
         assert!(w.is_ok(), "{region}: {w:?}");
     }
 
     // The user-wide list returns the healthy regions' orgs and marks apac unavailable.
     let started = Instant::now();
-    let list = c.list_user_orgs(ListUserOrgsRequest { user_id: "dana".into(), ..Default::default() }).await.unwrap().into_inner();
+    let list = c
+        .list_user_orgs(ListUserOrgsRequest { user_id: "dana".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(started.elapsed() < Duration::from_secs(5));
     let ids: Vec<&str> = list.orgs.iter().map(|u| u.org.as_ref().unwrap().id.as_str()).collect();
     assert_eq!(ids, vec![by_region[0].1.id.as_str(), by_region[1].1.id.as_str()]);
     let apac = list.regions.iter().find(|r| r.region == "apac").expect("apac is reported");
-    assert!(matches!(RegionState::try_from(apac.state), Ok(RegionState::Unavailable | RegionState::DeadlineExceeded)), "{apac:?}");
+    assert!(
+        matches!(RegionState::try_from(apac.state), Ok(RegionState::Unavailable | RegionState::DeadlineExceeded)),
+        "{apac:?}"
+    );
     for healthy in ["us", "eu"] {
         let r = list.regions.iter().find(|r| r.region == healthy).unwrap();
         assert_eq!(r.state, RegionState::Ok as i32);

@@ -25,7 +25,12 @@ async fn member_ids(region: &TestRegion, via: u64, org_id: &str) -> BTreeSet<Str
     let mut token = String::new();
     loop {
         let page = c
-            .list_members(ListMembersRequest { org_id: org_id.into(), page_size: 1000, page_token: token, consistency: 0 })
+            .list_members(ListMembersRequest {
+                org_id: org_id.into(),
+                page_size: 1000,
+                page_token: token,
+                consistency: 0,
+            })
             .await
             .expect("list members")
             .into_inner();
@@ -38,7 +43,12 @@ async fn member_ids(region: &TestRegion, via: u64, org_id: &str) -> BTreeSet<Str
 }
 
 fn add(org_id: &str, user: &str, request_id: &str) -> AddMemberRequest {
-    AddMemberRequest { org_id: org_id.into(), user_id: user.into(), role: "developer".into(), request_id: request_id.into() }
+    AddMemberRequest {
+        org_id: org_id.into(),
+        user_id: user.into(),
+        role: "developer".into(),
+        request_id: request_id.into(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -72,7 +82,12 @@ async fn any_node_accepts_writes_and_reads_are_linearizable_everywhere() {
 
     // Updates with a stale version are refused and change nothing.
     let updated = c
-        .update_org(UpdateOrgRequest { org_id: org.id.clone(), name: "Acme 2".into(), expected_version: Some(1), request_id: String::new() })
+        .update_org(UpdateOrgRequest {
+            org_id: org.id.clone(),
+            name: "Acme 2".into(),
+            expected_version: Some(1),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -80,19 +95,34 @@ async fn any_node_accepts_writes_and_reads_are_linearizable_everywhere() {
         .unwrap();
     assert_eq!(updated.version, 2);
     let stale = c
-        .update_org(UpdateOrgRequest { org_id: org.id.clone(), name: "lost".into(), expected_version: Some(1), request_id: String::new() })
+        .update_org(UpdateOrgRequest {
+            org_id: org.id.clone(),
+            name: "lost".into(),
+            expected_version: Some(1),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
-    let now = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap().into_inner().org.unwrap();
+    let now =
+        c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap().into_inner().org.unwrap();
     assert_eq!((now.name.as_str(), now.version), ("Acme 2", 2));
 
     // Members and the user's orgs in this region.
     c.add_member(add(&org.id, "alice", "")).await.unwrap();
-    c.set_member_role(SetMemberRoleRequest { org_id: org.id.clone(), user_id: "alice".into(), role: "admin".into(), request_id: String::new() })
+    c.set_member_role(SetMemberRoleRequest {
+        org_id: org.id.clone(),
+        user_id: "alice".into(),
+        role: "admin".into(),
+        request_id: String::new(),
+    })
+    .await
+    .unwrap();
+    let mine = c
+        .list_user_orgs(ListUserOrgsRequest { user_id: "alice".into(), ..Default::default() })
         .await
-        .unwrap();
-    let mine = c.list_user_orgs(ListUserOrgsRequest { user_id: "alice".into(), ..Default::default() }).await.unwrap().into_inner();
+        .unwrap()
+        .into_inner();
     assert_eq!(mine.orgs.len(), 1);
     assert_eq!(mine.orgs[0].role, "admin");
     assert_eq!(mine.regions[0].state, RegionState::Ok as i32);
@@ -101,7 +131,9 @@ async fn any_node_accepts_writes_and_reads_are_linearizable_everywhere() {
         .unwrap();
     assert!(member_ids(&region, leader, &org.id).await.is_empty());
 
-    let deleted = c.delete_org(DeleteOrgRequest { org_id: org.id.clone(), expected_version: Some(2), request_id: String::new() }).await;
+    let deleted = c
+        .delete_org(DeleteOrgRequest { org_id: org.id.clone(), expected_version: Some(2), request_id: String::new() })
+        .await;
     assert!(deleted.is_ok(), "{deleted:?}");
     let gone = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
@@ -134,7 +166,11 @@ async fn losing_the_leader_loses_no_acknowledged_write() {
                             acked.push(user);
                             break;
                         }
-                        Err(s) if s.code() == Code::Unavailable || s.code() == Code::DeadlineExceeded || s.code() == Code::Unknown => {
+                        Err(s)
+                            if s.code() == Code::Unavailable
+                                || s.code() == Code::DeadlineExceeded
+                                || s.code() == Code::Unknown =>
+                        {
                             assert!(tokio::time::Instant::now() < deadline, "write {user} never acknowledged: {s}");
                         }
                         Err(s) => panic!("write {user} refused: {s}"),
@@ -163,7 +199,12 @@ async fn losing_the_leader_loses_no_acknowledged_write() {
     region.wait_applied(leader, index).await;
     let mut c = region.client(leader).await;
     let local = c
-        .list_members(ListMembersRequest { org_id: org.id.clone(), page_size: 1000, page_token: String::new(), consistency: ReadConsistency::Local as i32 })
+        .list_members(ListMembersRequest {
+            org_id: org.id.clone(),
+            page_size: 1000,
+            page_token: String::new(),
+            consistency: ReadConsistency::Local as i32,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -208,7 +249,12 @@ async fn a_node_that_missed_compacted_log_catches_up_by_snapshot() {
     assert!(snapshot_index >= leader_purged, "the lagging node installed a snapshot covering the purged log: {lag:?}");
     let mut lc = region.client(lagger).await;
     let local = lc
-        .list_members(ListMembersRequest { org_id: org.id.clone(), page_size: 1000, page_token: String::new(), consistency: ReadConsistency::Local as i32 })
+        .list_members(ListMembersRequest {
+            org_id: org.id.clone(),
+            page_size: 1000,
+            page_token: String::new(),
+            consistency: ReadConsistency::Local as i32,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -224,13 +270,19 @@ async fn a_retried_request_id_applies_once_even_across_a_leader_change() {
     let mut c = region.client(follower).await;
     let org = create_org(&region, follower, "Once").await;
 
-    let req = UpdateOrgRequest { org_id: org.id.clone(), name: "Renamed".into(), expected_version: None, request_id: "rename-1".into() };
+    let req = UpdateOrgRequest {
+        org_id: org.id.clone(),
+        name: "Renamed".into(),
+        expected_version: None,
+        request_id: "rename-1".into(),
+    };
     let first = c.update_org(req.clone()).await.unwrap().into_inner().org.unwrap();
     region.stop(leader).await;
     region.leader().await;
     let retry = c.update_org(req).await.unwrap().into_inner().org.unwrap();
     assert_eq!(first, retry, "the retry answers the first result");
-    let now = c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap().into_inner().org.unwrap();
+    let now =
+        c.get_org(GetOrgRequest { org_id: org.id.clone(), consistency: 0 }).await.unwrap().into_inner().org.unwrap();
     assert_eq!(now.version, 2, "applied once");
 
     // A create retried with the same id does not make a second org.
@@ -238,7 +290,11 @@ async fn a_retried_request_id_applies_once_even_across_a_leader_change() {
     let a = c.create_org(create.clone()).await.unwrap().into_inner().org.unwrap();
     let b = c.create_org(create).await.unwrap().into_inner().org.unwrap();
     assert_eq!(a.id, b.id);
-    let all = c.list_orgs(ListOrgsRequest { region: "eu".into(), page_size: 100, ..Default::default() }).await.unwrap().into_inner();
+    let all = c
+        .list_orgs(ListOrgsRequest { region: "eu".into(), page_size: 100, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(all.orgs.iter().filter(|o| o.name == "Single").count(), 1);
     region.shutdown().await;
 }
@@ -251,7 +307,11 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     let org = create_org(&region, leader, "Keep").await;
     let before = region.raft(leader).metrics().borrow().last_applied.unwrap().index;
 
-    let create = |region: &str, name: &str| CreateOrgRequest { region: region.into(), name: name.into(), request_id: String::new() };
+    let create = |region: &str, name: &str| CreateOrgRequest {
+        region: region.into(),
+        name: name.into(),
+        request_id: String::new(),
+    };
     let cases: Vec<(&str, Result<tonic::Response<CreateOrgResponse>, tonic::Status>, Code)> = vec![
         ("empty name", c.create_org(create("us", "  ")).await, Code::InvalidArgument),
         ("oversized name", c.create_org(create("us", &"x".repeat(129))).await, Code::InvalidArgument),
@@ -277,9 +337,23 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
         let status = c.get_org(get(id)).await.expect_err(id);
         assert_eq!(status.code(), code, "{id}: {status:?}");
     }
-    let bad_role = c.add_member(AddMemberRequest { org_id: org.id.clone(), user_id: "u".into(), role: "owner".into(), request_id: String::new() }).await;
+    let bad_role = c
+        .add_member(AddMemberRequest {
+            org_id: org.id.clone(),
+            user_id: "u".into(),
+            role: "owner".into(),
+            request_id: String::new(),
+        })
+        .await;
     assert_eq!(bad_role.unwrap_err().code(), Code::InvalidArgument);
-    let bad_user = c.add_member(AddMemberRequest { org_id: org.id.clone(), user_id: "a b".into(), role: "admin".into(), request_id: String::new() }).await;
+    let bad_user = c
+        .add_member(AddMemberRequest {
+            org_id: org.id.clone(),
+            user_id: "a b".into(),
+            role: "admin".into(),
+            request_id: String::new(),
+        })
+        .await;
     assert_eq!(bad_user.unwrap_err().code(), Code::InvalidArgument);
     let bad_page = c.list_orgs(ListOrgsRequest { page_size: 5000, ..Default::default() }).await;
     assert_eq!(bad_page.unwrap_err().code(), Code::InvalidArgument);
@@ -295,7 +369,9 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     assert_eq!((kept.name.as_str(), kept.version), ("Keep", 1));
 
     // Refusals decided by the state (stale version, missing org) are replicated but change no data.
-    let stale = c.delete_org(DeleteOrgRequest { org_id: org.id.clone(), expected_version: Some(7), request_id: String::new() }).await;
+    let stale = c
+        .delete_org(DeleteOrgRequest { org_id: org.id.clone(), expected_version: Some(7), request_id: String::new() })
+        .await;
     assert_eq!(stale.unwrap_err().code(), Code::Aborted);
     let missing = c.add_member(add("us-00000000000000000000000000", "u", "")).await;
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);

@@ -342,8 +342,8 @@ pub fn list_user_orgs(
             .parse()
             .map_err(|e| StorageFault(format!("corrupt user index value: {e}")))?;
         // The index and the org are written in the same batch, so the org is there.
-        let org = get_org(state, &org_id)?
-            .ok_or_else(|| StorageFault(format!("user index names missing org {org_id}")))?;
+        let org =
+            get_org(state, &org_id)?.ok_or_else(|| StorageFault(format!("user index names missing org {org_id}")))?;
         out.push(UserOrg { org, role });
     }
     let next = page_rest(&mut out, limit, |u| u.org.id.to_string());
@@ -377,12 +377,7 @@ impl StateRead for MemState {
         if start >= end {
             return Ok(Vec::new());
         }
-        Ok(self
-            .map
-            .range(start.to_vec()..end.to_vec())
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(self.map.range(start.to_vec()..end.to_vec()).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 }
 

@@ -47,7 +47,10 @@ pub fn node_status(core: &NodeCore) -> NodeStatus {
 
 #[tonic::async_trait]
 impl ClusterService for ClusterServiceImpl {
-    async fn get_cluster_status(&self, _request: Request<GetClusterStatusRequest>) -> Result<Response<GetClusterStatusResponse>, Status> {
+    async fn get_cluster_status(
+        &self,
+        _request: Request<GetClusterStatusRequest>,
+    ) -> Result<Response<GetClusterStatusResponse>, Status> {
         let status = node_status(&self.core);
         let region = RegionStatus {
             region: status.region.clone(),
@@ -58,7 +61,10 @@ impl ClusterService for ClusterServiceImpl {
         Ok(self.core.reply(GetClusterStatusResponse { regions: vec![region] }))
     }
 
-    async fn get_topology(&self, _request: Request<GetTopologyRequest>) -> Result<Response<GetTopologyResponse>, Status> {
+    async fn get_topology(
+        &self,
+        _request: Request<GetTopologyRequest>,
+    ) -> Result<Response<GetTopologyResponse>, Status> {
         let endpoints = {
             let metrics = self.core.raft.metrics();
             let m = metrics.borrow();

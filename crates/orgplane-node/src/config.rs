@@ -121,7 +121,13 @@ pub enum ConfigError {
 
 impl NodeConfig {
     /// A config with the defaults for everything but identity and addresses.
-    pub fn new(region: Region, node_id: u64, listen: SocketAddr, data_dir: PathBuf, peers: BTreeMap<u64, String>) -> Self {
+    pub fn new(
+        region: Region,
+        node_id: u64,
+        listen: SocketAddr,
+        data_dir: PathBuf,
+        peers: BTreeMap<u64, String>,
+    ) -> Self {
         NodeConfig {
             region,
             node_id,

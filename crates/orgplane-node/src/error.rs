@@ -77,7 +77,13 @@ mod tests {
         .into_status();
         assert_eq!(s.code(), Code::Unavailable);
         assert!(s.message().contains("region eu"), "{}", s.message());
-        let s = NodeError::Domain(DomainError::VersionMismatch { kind: "org".into(), id: "i".into(), expected: 1, actual: 2 }).into_status();
+        let s = NodeError::Domain(DomainError::VersionMismatch {
+            kind: "org".into(),
+            id: "i".into(),
+            expected: 1,
+            actual: 2,
+        })
+        .into_status();
         assert_eq!(s.code(), Code::Aborted);
     }
 }

@@ -63,13 +63,15 @@ impl Node {
 
     async fn start_inner(config: NodeConfig) -> Result<Node, StartError> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir { dir: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| StartError::DataDir { dir: dir.display().to_string(), source })?;
         let (log_store, sm_store) = orgplane_store_sled::open(&dir)
             .map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
         let state = sm_store.state_reader();
 
         let raft_config = raft_config(&config)?;
-        let transport: Arc<dyn PeerTransport> = GrpcTransport::new(config.region, config.node_id, PEER_MESSAGE_MAX_BYTES);
+        let transport: Arc<dyn PeerTransport> =
+            GrpcTransport::new(config.region, config.node_id, PEER_MESSAGE_MAX_BYTES);
         let network = PeerNetwork::new(transport.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log_store, sm_store)
             .await
@@ -90,12 +92,20 @@ impl Node {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops Raft.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
         let span = tracing::info_span!("node", region = %self.config.region, node = self.config.node_id);
         self.serve_inner(listener, shutdown).instrument(span).await
     }
 
-    async fn serve_inner(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    async fn serve_inner(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
         let max = self.config.max_message_bytes;
         let core = self.core;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -111,9 +121,10 @@ impl Node {
         let cluster = ClusterServiceServer::new(ClusterServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let peer = RaftServiceServer::new(PeerService::new(core.region, core.node_id, PeerHandler::new(core.raft.clone())))
-            .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
-            .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
+        let peer =
+            RaftServiceServer::new(PeerService::new(core.region, core.node_id, PeerHandler::new(core.raft.clone())))
+                .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
+                .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
 
         let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
@@ -153,7 +164,11 @@ impl Node {
 
 /// Starts a node and serves until `shutdown` (mini-redis shape: the binary parses, validates,
 /// binds and calls this).
-pub async fn run(config: NodeConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+pub async fn run(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     Node::start(config).await?.serve(listener, shutdown).await
 }
 
@@ -208,4 +223,3 @@ async fn report_health(raft: Raft, reporter: tonic_health::server::HealthReporte
         }
     }
 }
-

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use orgplane_model::command::CommandOutcome;
 use orgplane_model::state;
-use orgplane_store_sled::StateReader;
 use orgplane_model::{validate, Command, DomainError, Op, OrgId, Region};
 use orgplane_proto::conv::{self, decode_page_token, encode_page_token, parse_org_id, parse_region, parse_role};
 use orgplane_proto::v1::org_service_server::OrgService;
 use orgplane_proto::v1::*;
 use orgplane_proto::ConvError;
 use orgplane_raft::{current_leader, node_addr, Proposer, Raft, ReadIndexer};
+use orgplane_store_sled::StateReader;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
@@ -36,14 +36,10 @@ impl NodeCore {
     /// node's own retries apply once.
     pub async fn write(&self, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
         validate::request_id(request_id)?;
-        let request_id =
-            if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id.to_string() };
+        let request_id = if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id.to_string() };
         let command = Command { request_id, issued_at_ms: now_ms(), op };
-        let result = self
-            .proposer
-            .propose(command)
-            .await
-            .map_err(|source| NodeError::Write { region: self.region, source })?;
+        let result =
+            self.proposer.propose(command).await.map_err(|source| NodeError::Write { region: self.region, source })?;
         Ok(result?)
     }
 
@@ -59,7 +55,12 @@ impl NodeCore {
             self.reader.linearize().await.map_err(|source| NodeError::Read { region: self.region, source })?;
         }
         let applied_index = self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
-        Ok(ReadInfo { consistency: consistency as i32, applied_index, node_id: self.node_id, region: self.region.to_string() })
+        Ok(ReadInfo {
+            consistency: consistency as i32,
+            applied_index,
+            node_id: self.node_id,
+            region: self.region.to_string(),
+        })
     }
 
     /// Wraps a reply with the leader hint header.
@@ -141,7 +142,8 @@ impl OrgService for OrgServiceImpl {
         let req = request.into_inner();
         let id = core.org_id(&req.org_id)?;
         let read = core.prepare_read(req.consistency).await?;
-        let org = state::get_org(&core.state, &id).map_err(|e| core.storage(e))?.ok_or_else(|| core.org_not_found(&id))?;
+        let org =
+            state::get_org(&core.state, &id).map_err(|e| core.storage(e))?.ok_or_else(|| core.org_not_found(&id))?;
         Ok(core.reply(GetOrgResponse { org: Some(conv::org_to_wire(&org)), read: Some(read) }))
     }
 
@@ -158,7 +160,10 @@ impl OrgService for OrgServiceImpl {
         let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
         let after = decode_page_token(&req.page_token)
             .map_err(NodeError::from)?
-            .map(|t| t.parse::<OrgId>().map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued"))))
+            .map(|t| {
+                t.parse::<OrgId>()
+                    .map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued")))
+            })
             .transpose()?;
         let read = core.prepare_read(req.consistency).await?;
         let (orgs, next) = state::list_orgs(&core.state, after.as_ref(), limit).map_err(|e| core.storage(e))?;
@@ -217,7 +222,9 @@ impl OrgService for OrgServiceImpl {
         let role = parse_role("role", &req.role).map_err(NodeError::from)?;
         let op = Op::SetMemberRole { org_id: org_id.clone(), user_id: req.user_id, role };
         match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &org_id, e))? {
-            CommandOutcome::Member(m) => Ok(core.reply(SetMemberRoleResponse { member: Some(conv::member_to_wire(&m)) })),
+            CommandOutcome::Member(m) => {
+                Ok(core.reply(SetMemberRoleResponse { member: Some(conv::member_to_wire(&m)) }))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -263,7 +270,10 @@ impl OrgService for OrgServiceImpl {
         let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
         let after = decode_page_token(&req.page_token)
             .map_err(NodeError::from)?
-            .map(|t| t.parse::<OrgId>().map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued"))))
+            .map(|t| {
+                t.parse::<OrgId>()
+                    .map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued")))
+            })
             .transpose()?;
         core.prepare_read(req.consistency).await?;
         let (orgs, next) = core

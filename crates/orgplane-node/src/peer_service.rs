@@ -35,7 +35,8 @@ impl PeerService {
                 header.target_node_id, self.node_id
             )));
         }
-        let payload = self.handler.handle(rpc, &req.payload).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let payload =
+            self.handler.handle(rpc, &req.payload).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(PeerReply { payload }))
     }
 }

@@ -59,8 +59,10 @@ impl PeerTransport for GrpcTransport {
         let max = self.max_message_bytes;
         let addr = addr.to_string();
         Box::pin(async move {
-            let channel = channel.map_err(|reason| TransportError::Unreachable { target, addr: addr.clone(), reason })?;
-            let mut client = RaftServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max);
+            let channel =
+                channel.map_err(|reason| TransportError::Unreachable { target, addr: addr.clone(), reason })?;
+            let mut client =
+                RaftServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max);
             let mut request = tonic::Request::new(PeerRequest { header: Some(header), payload });
             request.set_timeout(timeout);
             let call = async {
@@ -80,9 +82,17 @@ impl PeerTransport for GrpcTransport {
             match reply {
                 Ok(resp) => Ok(resp.into_inner().payload),
                 Err(status) => Err(match status.code() {
-                    Code::Unavailable => TransportError::Unreachable { target, addr, reason: status.message().to_string() },
-                    Code::DeadlineExceeded | Code::Cancelled => TransportError::Timeout { target, rpc: rpc.as_str(), timeout },
-                    _ => TransportError::Refused { target, rpc: rpc.as_str(), reason: format!("{:?}: {}", status.code(), status.message()) },
+                    Code::Unavailable => {
+                        TransportError::Unreachable { target, addr, reason: status.message().to_string() }
+                    }
+                    Code::DeadlineExceeded | Code::Cancelled => {
+                        TransportError::Timeout { target, rpc: rpc.as_str(), timeout }
+                    }
+                    _ => TransportError::Refused {
+                        target,
+                        rpc: rpc.as_str(),
+                        reason: format!("{:?}: {}", status.code(), status.message()),
+                    },
                 }),
             }
         })

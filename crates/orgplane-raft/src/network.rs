@@ -55,14 +55,10 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let reply = self
-            .transport
-            .call(self.target, &self.addr, rpc, payload, timeout)
-            .await
-            .map_err(|e| match e {
-                TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-                _ => RPCError::Network(NetworkError::new(&e)),
-            })?;
+        let reply = self.transport.call(self.target, &self.addr, rpc, payload, timeout).await.map_err(|e| match e {
+            TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            _ => RPCError::Network(NetworkError::new(&e)),
+        })?;
         let result: Result<Resp, E> =
             serde_json::from_slice(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

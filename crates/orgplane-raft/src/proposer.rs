@@ -65,7 +65,9 @@ impl Proposer {
     pub fn spawn(node_id: NodeId, raft: Raft, transport: Arc<dyn PeerTransport>, config: ProposerConfig) -> Proposer {
         let (queue, rx) = mpsc::channel(config.queue_capacity.max(1));
         let link = LeaderLink { node_id, raft, transport };
-        tokio::spawn(run_batcher(link, rx, config).instrument(tracing::info_span!("node.raft.batcher", node = node_id)));
+        tokio::spawn(
+            run_batcher(link, rx, config).instrument(tracing::info_span!("node.raft.batcher", node = node_id)),
+        );
         Proposer { queue }
     }
 
@@ -119,7 +121,11 @@ async fn run_batcher(link: LeaderLink, mut rx: mpsc::Receiver<Pending>, config: 
 }
 
 /// Commits one batch on the leader, wherever it is, retrying until `timeout`.
-async fn commit_batch(link: &LeaderLink, request: RaftRequest, timeout: Duration) -> Result<Vec<CommandResult>, ProposeError> {
+async fn commit_batch(
+    link: &LeaderLink,
+    request: RaftRequest,
+    timeout: Duration,
+) -> Result<Vec<CommandResult>, ProposeError> {
     let payload = serde_json::to_vec(&request).map_err(|e| ProposeError::Rejected(e.to_string()))?;
     let result = retry_until(timeout, |deadline| {
         let request = request.clone();

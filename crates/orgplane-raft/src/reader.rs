@@ -45,14 +45,12 @@ impl ReadIndexer {
         let started = tokio::time::Instant::now();
         let index = self.read_index().await?;
         let remaining = self.timeout.saturating_sub(started.elapsed());
-        self.raft
-            .wait(Some(remaining))
-            .applied_index_at_least(Some(index), "read index applied")
-            .await
-            .map_err(|e| ReadError::Unavailable {
+        self.raft.wait(Some(remaining)).applied_index_at_least(Some(index), "read index applied").await.map_err(
+            |e| ReadError::Unavailable {
                 waited_ms: started.elapsed().as_millis() as u64,
                 last_error: format!("replica did not apply up to read index {index}: {e}"),
-            })?;
+            },
+        )?;
         Ok(index)
     }
 

@@ -9,8 +9,8 @@ use futures::future::join_all;
 use orgplane_model::Region;
 use orgplane_proto::v1::cluster_service_server::ClusterService;
 use orgplane_proto::v1::{
-    GetClusterStatusRequest, GetClusterStatusResponse, GetTopologyRequest, GetTopologyResponse, NodeStatus, RegionEndpoints,
-    RegionStatus,
+    GetClusterStatusRequest, GetClusterStatusResponse, GetTopologyRequest, GetTopologyResponse, NodeStatus,
+    RegionEndpoints, RegionStatus,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -30,13 +30,17 @@ impl ClusterService for RouterApi {
         request: Request<GetClusterStatusRequest>,
     ) -> Result<Response<GetClusterStatusResponse>, Status> {
         let started = Instant::now();
-        let deadline = Deadline::for_request(request.metadata(), self.state.request_timeout).at_most(self.state.status_timeout);
+        let deadline =
+            Deadline::for_request(request.metadata(), self.state.request_timeout).at_most(self.state.status_timeout);
         let regions = join_all(self.state.table.iter().map(|nodes| region_status(nodes, deadline))).await;
         log_outcome("GetClusterStatus", None, Code::Ok, started);
         Ok(Response::new(GetClusterStatusResponse { regions }))
     }
 
-    async fn get_topology(&self, _request: Request<GetTopologyRequest>) -> Result<Response<GetTopologyResponse>, Status> {
+    async fn get_topology(
+        &self,
+        _request: Request<GetTopologyRequest>,
+    ) -> Result<Response<GetTopologyResponse>, Status> {
         let started = Instant::now();
         let regions = self
             .state

@@ -81,8 +81,7 @@ impl RouterConfig {
         }
         let mut regions = BTreeMap::new();
         for (name, endpoints) in &self.regions {
-            let region: Region =
-                name.parse().map_err(|_| RouterError::UnknownRegionName { name: name.clone() })?;
+            let region: Region = name.parse().map_err(|_| RouterError::UnknownRegionName { name: name.clone() })?;
             if regions.contains_key(&region) {
                 return Err(RouterError::DuplicateRegion { region });
             }
@@ -246,7 +245,11 @@ mod tests {
         .unwrap();
         assert_eq!(config.fanout_timeout_ms, 750);
         assert_eq!(config.max_concurrent_requests_per_node, 8);
-        assert_eq!(config.request_timeout_ms, RouterConfig::default().request_timeout_ms, "missing keys take the default");
+        assert_eq!(
+            config.request_timeout_ms,
+            RouterConfig::default().request_timeout_ms,
+            "missing keys take the default"
+        );
         assert_eq!(config.validate().unwrap().0[&Region::Us].len(), 2);
 
         let unknown = toml::from_str::<RouterConfig>("fanout-timeout = 1").unwrap_err().to_string();

@@ -120,7 +120,9 @@ impl From<RouterError> for Status {
             other => Status::new(code, other.to_string()),
         };
         if let Some(region) = region {
-            status.metadata_mut().insert(REGION_METADATA_KEY, tonic::metadata::MetadataValue::from_static(region.as_str()));
+            status
+                .metadata_mut()
+                .insert(REGION_METADATA_KEY, tonic::metadata::MetadataValue::from_static(region.as_str()));
         }
         status
     }
@@ -149,13 +151,21 @@ mod tests {
             Code::Unavailable,
             "region eu is unavailable: connection refused",
         );
-        check(RouterError::RegionNotServed { region: Region::Apac }, Code::NotFound, "region apac is not served by this router");
+        check(
+            RouterError::RegionNotServed { region: Region::Apac },
+            Code::NotFound,
+            "region apac is not served by this router",
+        );
         check(
             RouterError::InvalidArgument { field: "org_id", reason: "is malformed".into() },
             Code::InvalidArgument,
             "invalid org_id: is malformed",
         );
-        check(RouterError::DeadlineExceeded { region: Region::Us, budget_ms: 250 }, Code::DeadlineExceeded, "region us did not answer within 250 ms");
+        check(
+            RouterError::DeadlineExceeded { region: Region::Us, budget_ms: 250 },
+            Code::DeadlineExceeded,
+            "region us did not answer within 250 ms",
+        );
         check(
             RouterError::NodeAnswer { region: Region::Us, status: Status::aborted("org is at version 3") },
             Code::Aborted,

@@ -70,7 +70,8 @@ impl FanoutCursor {
             return Err(invalid("is too long"));
         }
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid("is not a token this router issued"))?;
-        let token: FanoutToken = serde_json::from_slice(&bytes).map_err(|_| invalid("is not a token this router issued"))?;
+        let token: FanoutToken =
+            serde_json::from_slice(&bytes).map_err(|_| invalid("is not a token this router issued"))?;
         if token.v != FANOUT_TOKEN_VERSION {
             return Err(invalid("is from another version of the router"));
         }
@@ -81,7 +82,9 @@ impl FanoutCursor {
         for (name, region_token) in token.pending {
             let region: Region = name.parse().map_err(|_| invalid("names an unknown region"))?;
             if !served.contains(&region) {
-                return Err(RouterError::InvalidPageToken { reason: format!("names region {region}, which this router does not serve") });
+                return Err(RouterError::InvalidPageToken {
+                    reason: format!("names region {region}, which this router does not serve"),
+                });
             }
             pending.insert(region, region_token);
         }
@@ -102,7 +105,11 @@ pub(crate) async fn list_user_orgs(
     result
 }
 
-async fn fan_out(state: &RouterState, deadline: Deadline, request: ListUserOrgsRequest) -> Result<ListUserOrgsResponse, RouterError> {
+async fn fan_out(
+    state: &RouterState,
+    deadline: Deadline,
+    request: ListUserOrgsRequest,
+) -> Result<ListUserOrgsResponse, RouterError> {
     let served: Vec<Region> = state.table.regions().collect();
     let cursor = if request.page_token.is_empty() {
         FanoutCursor::start(served)
@@ -112,17 +119,20 @@ async fn fan_out(state: &RouterState, deadline: Deadline, request: ListUserOrgsR
     // The incoming deadline already keeps a reply margin back (see `Deadline::for_request`).
     let region_deadline = deadline.at_most(state.fanout_timeout);
 
-    let asks = cursor.pending.iter().map(|(&region, region_token)| {
-        let ask = ListUserOrgsRequest { page_token: region_token.clone(), ..request.clone() };
-        let span = tracing::debug_span!("router.fanout.region", region = region.as_str());
-        async move {
-            let nodes = state.table.get(region)?;
-            nodes
-                .call("ListUserOrgs", region_deadline, ask, true, |mut node, r| async move { node.list_user_orgs(r).await })
-                .await
-        }
-        .instrument(span)
-    });
+    let asks =
+        cursor.pending.iter().map(|(&region, region_token)| {
+            let ask = ListUserOrgsRequest { page_token: region_token.clone(), ..request.clone() };
+            let span = tracing::debug_span!("router.fanout.region", region = region.as_str());
+            async move {
+                let nodes = state.table.get(region)?;
+                nodes
+                    .call("ListUserOrgs", region_deadline, ask, true, |mut node, r| async move {
+                        node.list_user_orgs(r).await
+                    })
+                    .await
+            }
+            .instrument(span)
+        });
     let answers = join_all(asks).await;
     merge(cursor, answers)
 }
@@ -154,7 +164,11 @@ fn merge(
             Err(error) => {
                 // Not answered: ask it again, from the same place, for the next page.
                 next.pending.insert(region, region_token);
-                RegionResult { region: region.to_string(), state: region_state(&error) as i32, message: error.to_string() }
+                RegionResult {
+                    region: region.to_string(),
+                    state: region_state(&error) as i32,
+                    message: error.to_string(),
+                }
             }
         };
         response.regions.push(result);
@@ -204,7 +218,10 @@ mod tests {
         check_decode(&raw(r#"{"v":2,"pending":{"us":""}}"#), Err("another version"));
         check_decode(&raw(r#"{"v":1,"pending":{}}"#), Err("is not a token this router issued"));
         check_decode(&raw(r#"{"v":1,"pending":{"mars":""}}"#), Err("unknown region"));
-        check_decode(&raw(r#"{"v":1,"pending":{"apac":""}}"#), Err("names region apac, which this router does not serve"));
+        check_decode(
+            &raw(r#"{"v":1,"pending":{"apac":""}}"#),
+            Err("names region apac, which this router does not serve"),
+        );
         check_decode(&raw(r#"{"v":1,"pending":{"us":""},"x":1}"#), Err("is not a token this router issued"));
         check_decode(&"a".repeat(FANOUT_TOKEN_MAX_BYTES + 1), Err("too long"));
     }
@@ -248,7 +265,14 @@ mod tests {
         let err = merge(cursor.clone(), vec![Err(invalid(Region::Us)), Err(invalid(Region::Eu))]).unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
 
-        let partly = merge(cursor, vec![Err(invalid(Region::Us)), Err(RouterError::RegionUnavailable { region: Region::Eu, reason: "down".into() })]).unwrap();
+        let partly = merge(
+            cursor,
+            vec![
+                Err(invalid(Region::Us)),
+                Err(RouterError::RegionUnavailable { region: Region::Eu, reason: "down".into() }),
+            ],
+        )
+        .unwrap();
         assert_eq!(partly.regions[0].state(), RegionState::Error);
         assert_eq!(partly.regions[1].state(), RegionState::Unavailable);
     }

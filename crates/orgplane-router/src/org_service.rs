@@ -51,7 +51,12 @@ pub(crate) fn log_outcome(rpc: &'static str, region: Option<Region>, code: Code,
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let region = region.map(Region::as_str);
     match code {
-        Code::Ok | Code::NotFound | Code::InvalidArgument | Code::AlreadyExists | Code::Aborted | Code::FailedPrecondition => {
+        Code::Ok
+        | Code::NotFound
+        | Code::InvalidArgument
+        | Code::AlreadyExists
+        | Code::Aborted
+        | Code::FailedPrecondition => {
             tracing::info!(rpc, region, code = ?code, latency_ms, "call done")
         }
         _ => tracing::warn!(rpc, region, code = ?code, latency_ms, "call failed"),
@@ -91,15 +96,24 @@ impl OrgService for RouterApi {
         self.route(request, |mut node, r| async move { node.set_member_role(r).await }).await
     }
 
-    async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Result<Response<RemoveMemberResponse>, Status> {
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<RemoveMemberResponse>, Status> {
         self.route(request, |mut node, r| async move { node.remove_member(r).await }).await
     }
 
-    async fn list_members(&self, request: Request<ListMembersRequest>) -> Result<Response<ListMembersResponse>, Status> {
+    async fn list_members(
+        &self,
+        request: Request<ListMembersRequest>,
+    ) -> Result<Response<ListMembersResponse>, Status> {
         self.route(request, |mut node, r| async move { node.list_members(r).await }).await
     }
 
-    async fn list_user_orgs(&self, request: Request<ListUserOrgsRequest>) -> Result<Response<ListUserOrgsResponse>, Status> {
+    async fn list_user_orgs(
+        &self,
+        request: Request<ListUserOrgsRequest>,
+    ) -> Result<Response<ListUserOrgsResponse>, Status> {
         crate::fanout::list_user_orgs(&self.state, request).await
     }
 }

@@ -180,7 +180,10 @@ impl RegionNodes {
                     all_overloaded = false;
                     self.note_unreachable(next);
                     if !retry_after_send_is_safe {
-                        return Err(RouterError::RegionUnavailable { region, reason: format!("node {}: {reason}", node.endpoint) });
+                        return Err(RouterError::RegionUnavailable {
+                            region,
+                            reason: format!("node {}: {reason}", node.endpoint),
+                        });
                     }
                     last_failure = Some((node.endpoint.clone(), reason));
                 }
@@ -269,7 +272,11 @@ fn classify(status: Status) -> Failure {
         source = error.source();
     }
     if local || status.code() == Code::Unavailable {
-        let reason = if status.message().is_empty() { status.code().description().to_string() } else { status.message().to_string() };
+        let reason = if status.message().is_empty() {
+            status.code().description().to_string()
+        } else {
+            status.message().to_string()
+        };
         return Failure::Unavailable { reason };
     }
     Failure::Answer(status)

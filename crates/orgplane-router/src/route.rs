@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn region_keys() {
         check(v1::GetOrgRequest { org_id: EU_ORG.into(), ..Default::default() }, Ok(Region::Eu));
-        check(v1::RemoveMemberRequest { org_id: "us-7zzzzzzzzzzzzzzzzzzzzzzzzz".into(), ..Default::default() }, Ok(Region::Us));
+        check(
+            v1::RemoveMemberRequest { org_id: "us-7zzzzzzzzzzzzzzzzzzzzzzzzz".into(), ..Default::default() },
+            Ok(Region::Us),
+        );
         check(v1::GetOrgRequest { org_id: "".into(), ..Default::default() }, Err("invalid org_id: org id is empty"));
         check(v1::UpdateOrgRequest { org_id: "eu-nope".into(), ..Default::default() }, Err("malformed"));
         check(

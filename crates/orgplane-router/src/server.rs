@@ -96,11 +96,7 @@ pub async fn run(
     health.set_serving::<OrgServiceServer<RouterApi>>().await;
     health.set_serving::<ClusterServiceServer<RouterApi>>().await;
 
-    let reflection_names = [
-        "orgplane.v1.OrgService",
-        "orgplane.v1.ClusterService",
-        "grpc.health.v1.Health",
-    ];
+    let reflection_names = ["orgplane.v1.OrgService", "orgplane.v1.ClusterService", "grpc.health.v1.Health"];
     let mut reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

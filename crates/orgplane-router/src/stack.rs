@@ -137,7 +137,12 @@ where
                     // The grpc-status of a successful call is in the trailers, not seen here.
                     Ok(response) => {
                         let grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok());
-                        tracing::debug!(http_status = response.status().as_u16(), grpc_status, latency_ms, "node answered");
+                        tracing::debug!(
+                            http_status = response.status().as_u16(),
+                            grpc_status,
+                            latency_ms,
+                            "node answered"
+                        );
                     }
                     Err(error) => tracing::debug!(error = %error, latency_ms, "node call failed"),
                 }

@@ -19,14 +19,20 @@ fn get_org(id: &str) -> GetOrgRequest {
 }
 
 fn add_member(id: &str, user: &str, request_id: &str) -> AddMemberRequest {
-    AddMemberRequest { org_id: id.to_string(), user_id: user.to_string(), role: "viewer".into(), request_id: request_id.to_string() }
+    AddMemberRequest {
+        org_id: id.to_string(),
+        user_id: user.to_string(),
+        role: "viewer".into(),
+        request_id: request_id.to_string(),
+    }
 }
 
 #[tokio::test]
 async fn routes_org_calls_by_the_region_in_the_id() {
     let us = FakeNode::start(Region::Us, 1).await;
     let eu = FakeNode::start(Region::Eu, 2).await;
-    let mut router = TestRouter::start(test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, vec![eu.endpoint()])])).await;
+    let mut router =
+        TestRouter::start(test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, vec![eu.endpoint()])])).await;
 
     let eu_org = org_id(Region::Eu, 7);
     let got = bounded("GetOrg", router.org.get_org(get_org(&eu_org))).await.unwrap().into_inner();
@@ -35,11 +41,16 @@ async fn routes_org_calls_by_the_region_in_the_id() {
 
     let us_org = org_id(Region::Us, 8);
     bounded("AddMember", router.org.add_member(add_member(&us_org, "u1", "k1"))).await.unwrap();
-    bounded("ListMembers", router.org.list_members(ListMembersRequest { org_id: eu_org.clone(), ..Default::default() }))
-        .await
-        .unwrap();
+    bounded(
+        "ListMembers",
+        router.org.list_members(ListMembersRequest { org_id: eu_org.clone(), ..Default::default() }),
+    )
+    .await
+    .unwrap();
 
-    assert!(matches!(&eu.seen()[..], [Seen::GetOrg(g), Seen::ListMembers(l)] if g.org_id == eu_org && l.org_id == eu_org));
+    assert!(
+        matches!(&eu.seen()[..], [Seen::GetOrg(g), Seen::ListMembers(l)] if g.org_id == eu_org && l.org_id == eu_org)
+    );
     assert!(matches!(&us.seen()[..], [Seen::AddMember(a)] if a.org_id == us_org && a.request_id == "k1"));
     router.stop().await;
 }
@@ -48,7 +59,8 @@ async fn routes_org_calls_by_the_region_in_the_id() {
 async fn create_and_list_go_to_the_named_region_and_writes_get_a_request_id() {
     let us = FakeNode::start(Region::Us, 1).await;
     let eu = FakeNode::start(Region::Eu, 2).await;
-    let mut router = TestRouter::start(test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, vec![eu.endpoint()])])).await;
+    let mut router =
+        TestRouter::start(test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, vec![eu.endpoint()])])).await;
 
     let created = bounded(
         "CreateOrg",
@@ -58,7 +70,9 @@ async fn create_and_list_go_to_the_named_region_and_writes_get_a_request_id() {
     .unwrap()
     .into_inner();
     assert_eq!(created.org.unwrap().region, "eu");
-    bounded("ListOrgs", router.org.list_orgs(ListOrgsRequest { region: "US".into(), ..Default::default() })).await.unwrap();
+    bounded("ListOrgs", router.org.list_orgs(ListOrgsRequest { region: "US".into(), ..Default::default() }))
+        .await
+        .unwrap();
 
     let [Seen::CreateOrg(create)] = &eu.seen()[..] else { panic!("eu saw {:?}", eu.seen()) };
     assert_eq!(create.name, "Acme");
@@ -72,25 +86,33 @@ async fn create_and_list_go_to_the_named_region_and_writes_get_a_request_id() {
 async fn refuses_bad_ids_and_unserved_regions_without_forwarding() {
     let us = FakeNode::start(Region::Us, 1).await;
     let eu = FakeNode::start(Region::Eu, 2).await;
-    let mut router = TestRouter::start(test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, vec![eu.endpoint()])])).await;
+    let mut router =
+        TestRouter::start(test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, vec![eu.endpoint()])])).await;
 
-    for bad in ["", "eu", "eu-nope", "EU-01jdq3n8x2k7m4p9r5t6v8w0yz", "mars-01jdq3n8x2k7m4p9r5t6v8w0yz", &"x".repeat(500)] {
+    for bad in
+        ["", "eu", "eu-nope", "EU-01jdq3n8x2k7m4p9r5t6v8w0yz", "mars-01jdq3n8x2k7m4p9r5t6v8w0yz", &"x".repeat(500)]
+    {
         let status = bounded("GetOrg", router.org.get_org(get_org(bad))).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "id {bad:?}: {status:?}");
         assert!(status.message().starts_with("invalid org_id"), "{status:?}");
-        let status = bounded("RemoveMember", router.org.remove_member(RemoveMemberRequest { org_id: bad.to_string(), ..Default::default() }))
-            .await
-            .unwrap_err();
+        let status = bounded(
+            "RemoveMember",
+            router.org.remove_member(RemoveMemberRequest { org_id: bad.to_string(), ..Default::default() }),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "id {bad:?}: {status:?}");
     }
     for bad in ["", "mars"] {
-        let status = bounded("CreateOrg", router.org.create_org(CreateOrgRequest { region: bad.into(), ..Default::default() }))
-            .await
-            .unwrap_err();
+        let status =
+            bounded("CreateOrg", router.org.create_org(CreateOrgRequest { region: bad.into(), ..Default::default() }))
+                .await
+                .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "region {bad:?}: {status:?}");
-        let status = bounded("ListOrgs", router.org.list_orgs(ListOrgsRequest { region: bad.into(), ..Default::default() }))
-            .await
-            .unwrap_err();
+        let status =
+            bounded("ListOrgs", router.org.list_orgs(ListOrgsRequest { region: bad.into(), ..Default::default() }))
+                .await
+                .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "region {bad:?}: {status:?}");
     }
 
@@ -99,14 +121,19 @@ async fn refuses_bad_ids_and_unserved_regions_without_forwarding() {
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.message(), "region apac is not served by this router");
     assert_eq!(status.metadata().get(REGION_METADATA_KEY).unwrap(), "apac");
-    let status = bounded("CreateOrg", router.org.create_org(CreateOrgRequest { region: "apac".into(), ..Default::default() }))
-        .await
-        .unwrap_err();
+    let status =
+        bounded("CreateOrg", router.org.create_org(CreateOrgRequest { region: "apac".into(), ..Default::default() }))
+            .await
+            .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 
     let status = bounded(
         "ListUserOrgs",
-        router.org.list_user_orgs(ListUserOrgsRequest { user_id: "u".into(), page_token: "not-a-token".into(), ..Default::default() }),
+        router.org.list_user_orgs(ListUserOrgsRequest {
+            user_id: "u".into(),
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        }),
     )
     .await
     .unwrap_err();
@@ -123,9 +150,10 @@ async fn a_region_without_reachable_nodes_is_unavailable_and_named() {
     let mut router = TestRouter::start(test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, eu_nodes)])).await;
 
     let started = Instant::now();
-    let status = bounded("GetOrg", router.org.get_org(with_deadline(get_org(&org_id(Region::Eu, 1)), Duration::from_secs(3))))
-        .await
-        .unwrap_err();
+    let status =
+        bounded("GetOrg", router.org.get_org(with_deadline(get_org(&org_id(Region::Eu, 1)), Duration::from_secs(3))))
+            .await
+            .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().starts_with("region eu is unavailable: none of its 2 nodes answered"), "{status:?}");
     assert!(status.message().contains("refused"), "the cause is named: {status:?}");
@@ -133,7 +161,8 @@ async fn a_region_without_reachable_nodes_is_unavailable_and_named() {
     assert!(started.elapsed() < Duration::from_secs(3), "answered after the deadline: {:?}", started.elapsed());
 
     // A write fails the same way (it never reached a node), and the other region still works.
-    let status = bounded("AddMember", router.org.add_member(add_member(&org_id(Region::Eu, 1), "u", ""))).await.unwrap_err();
+    let status =
+        bounded("AddMember", router.org.add_member(add_member(&org_id(Region::Eu, 1), "u", ""))).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("region eu"));
     bounded("GetOrg", router.org.get_org(get_org(&org_id(Region::Us, 1)))).await.unwrap();
@@ -145,11 +174,14 @@ async fn a_region_that_never_answers_is_deadline_exceeded_within_the_deadline() 
     let eu = FakeNode::start(Region::Eu, 1).await;
     eu.hang();
     let (_silent, silent) = silent_endpoint().await;
-    let mut router = TestRouter::start(test_config(&[(Region::Eu, vec![eu.endpoint()]), (Region::Us, vec![silent])])).await;
+    let mut router =
+        TestRouter::start(test_config(&[(Region::Eu, vec![eu.endpoint()]), (Region::Us, vec![silent])])).await;
 
     for id in [org_id(Region::Eu, 1), org_id(Region::Us, 1)] {
         let started = Instant::now();
-        let status = bounded("GetOrg", router.org.get_org(with_deadline(get_org(&id), Duration::from_secs(1)))).await.unwrap_err();
+        let status = bounded("GetOrg", router.org.get_org(with_deadline(get_org(&id), Duration::from_secs(1))))
+            .await
+            .unwrap_err();
         let region = &id[..2];
         assert_eq!(status.code(), Code::DeadlineExceeded, "{id}: {status:?}");
         assert!(status.message().starts_with(&format!("region {region} did not answer within")), "{status:?}");
@@ -168,14 +200,21 @@ async fn fan_out_answers_with_the_regions_that_answered_and_says_which_did_not()
     eu.add_user_orgs(2);
     eu.hang();
     let apac = dead_endpoint().await;
-    let config = test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, vec![eu.endpoint()]), (Region::Apac, vec![apac])]);
+    let config = test_config(&[
+        (Region::Us, vec![us.endpoint()]),
+        (Region::Eu, vec![eu.endpoint()]),
+        (Region::Apac, vec![apac]),
+    ]);
     let fanout_timeout = Duration::from_millis(config.fanout_timeout_ms);
     let mut router = TestRouter::start(config).await;
 
     let started = Instant::now();
     let page = bounded(
         "ListUserOrgs",
-        router.org.list_user_orgs(with_deadline(ListUserOrgsRequest { user_id: "u1".into(), ..Default::default() }, Duration::from_secs(5))),
+        router.org.list_user_orgs(with_deadline(
+            ListUserOrgsRequest { user_id: "u1".into(), ..Default::default() },
+            Duration::from_secs(5),
+        )),
     )
     .await
     .unwrap()
@@ -198,7 +237,11 @@ async fn fan_out_answers_with_the_regions_that_answered_and_says_which_did_not()
     let us_calls = us.seen_count();
     let next = bounded(
         "ListUserOrgs",
-        router.org.list_user_orgs(ListUserOrgsRequest { user_id: "u1".into(), page_token: page.next_page_token, ..Default::default() }),
+        router.org.list_user_orgs(ListUserOrgsRequest {
+            user_id: "u1".into(),
+            page_token: page.next_page_token,
+            ..Default::default()
+        }),
     )
     .await
     .unwrap()
@@ -217,17 +260,23 @@ async fn pagination_across_regions_lists_every_org_exactly_once() {
     eu.add_user_orgs(5);
     let apac = FakeNode::start(Region::Apac, 3).await;
     apac.add_user_orgs(3);
-    let config = test_config(&[(Region::Us, vec![us.endpoint()]), (Region::Eu, vec![eu.endpoint()]), (Region::Apac, vec![apac.endpoint()])]);
+    let config = test_config(&[
+        (Region::Us, vec![us.endpoint()]),
+        (Region::Eu, vec![eu.endpoint()]),
+        (Region::Apac, vec![apac.endpoint()]),
+    ]);
     let mut router = TestRouter::start(config).await;
 
     let mut listed = Vec::new();
     let mut token = String::new();
     for page_number in 1.. {
         assert!(page_number <= 10, "the listing does not end");
-        let request = ListUserOrgsRequest { user_id: "u1".into(), page_size: 2, page_token: token.clone(), ..Default::default() };
+        let request =
+            ListUserOrgsRequest { user_id: "u1".into(), page_size: 2, page_token: token.clone(), ..Default::default() };
         let page = bounded("ListUserOrgs", router.org.list_user_orgs(request)).await.unwrap().into_inner();
         assert!(page.regions.iter().all(|r| r.state() == RegionState::Ok), "{:?}", page.regions);
-        let regions: Vec<_> = page.orgs.iter().map(|o| o.org.as_ref().unwrap().region.parse::<Region>().unwrap()).collect();
+        let regions: Vec<_> =
+            page.orgs.iter().map(|o| o.org.as_ref().unwrap().region.parse::<Region>().unwrap()).collect();
         assert!(regions.is_sorted(), "orgs are merged in region order: {regions:?}");
         listed.extend(page.orgs.into_iter().map(|o| o.org.unwrap().id));
         token = page.next_page_token;
@@ -256,7 +305,8 @@ async fn the_leader_hint_picks_the_node_for_the_next_request() {
     for node in [&a, &b, &c] {
         node.name_leader(&c.endpoint());
     }
-    let mut router = TestRouter::start(test_config(&[(Region::Eu, vec![a.endpoint(), b.endpoint(), c.endpoint()])])).await;
+    let mut router =
+        TestRouter::start(test_config(&[(Region::Eu, vec![a.endpoint(), b.endpoint(), c.endpoint()])])).await;
     let id = org_id(Region::Eu, 1);
 
     let first = bounded("GetOrg", router.org.get_org(get_org(&id))).await.unwrap().into_inner();
@@ -284,15 +334,19 @@ async fn an_unknown_leader_is_ignored() {
 #[tokio::test]
 async fn fails_over_to_the_next_node_when_the_first_is_dead() {
     let alive = FakeNode::start(Region::Eu, 2).await;
-    let mut router = TestRouter::start(test_config(&[(Region::Eu, vec![dead_endpoint().await, alive.endpoint()])])).await;
+    let mut router =
+        TestRouter::start(test_config(&[(Region::Eu, vec![dead_endpoint().await, alive.endpoint()])])).await;
     let id = org_id(Region::Eu, 1);
 
     let got = bounded("GetOrg", router.org.get_org(get_org(&id))).await.unwrap().into_inner();
     assert_eq!(got.read.unwrap().node_id, 2);
     // A write that could not connect is safe to send elsewhere, whatever its request id.
-    bounded("UpdateOrg", router.org.update_org(UpdateOrgRequest { org_id: id.clone(), name: "n".into(), ..Default::default() }))
-        .await
-        .unwrap();
+    bounded(
+        "UpdateOrg",
+        router.org.update_org(UpdateOrgRequest { org_id: id.clone(), name: "n".into(), ..Default::default() }),
+    )
+    .await
+    .unwrap();
     assert!(matches!(&alive.seen()[..], [Seen::GetOrg(_), Seen::UpdateOrg(_)]));
     router.stop().await;
 }
@@ -317,7 +371,12 @@ async fn a_retried_write_without_a_request_id_gets_one_and_keeps_it() {
     a.answer_unavailable(1);
     let mut router = TestRouter::start(test_config(&[(Region::Eu, vec![a.endpoint(), b.endpoint()])])).await;
 
-    let request = SetMemberRoleRequest { org_id: org_id(Region::Eu, 1), user_id: "u".into(), role: "admin".into(), request_id: String::new() };
+    let request = SetMemberRoleRequest {
+        org_id: org_id(Region::Eu, 1),
+        user_id: "u".into(),
+        role: "admin".into(),
+        request_id: String::new(),
+    };
     bounded("SetMemberRole", router.org.set_member_role(request)).await.unwrap();
     let ids: Vec<_> = a.seen().iter().chain(b.seen().iter()).map(|s| s.request_id().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
@@ -390,7 +449,10 @@ async fn cluster_status_asks_every_node_and_marks_the_unreachable() {
     let mut router = TestRouter::start(config).await;
 
     let started = Instant::now();
-    let status = bounded("GetClusterStatus", router.cluster.get_cluster_status(GetClusterStatusRequest {})).await.unwrap().into_inner();
+    let status = bounded("GetClusterStatus", router.cluster.get_cluster_status(GetClusterStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(started.elapsed() < status_timeout + Duration::from_secs(1), "took {:?}", started.elapsed());
 
     let [us, eu] = &status.regions[..] else { panic!("{status:?}") };
@@ -398,7 +460,11 @@ async fn cluster_status_asks_every_node_and_marks_the_unreachable() {
     let us_nodes: Vec<_> = us.nodes.iter().map(|n| (n.address.as_str(), n.role.as_str(), n.node_id)).collect();
     assert_eq!(
         us_nodes,
-        [(us1.endpoint().as_str(), "leader", 1), (us_dead.as_str(), UNREACHABLE_ROLE, 0), (us2.endpoint().as_str(), "leader", 2)]
+        [
+            (us1.endpoint().as_str(), "leader", 1),
+            (us_dead.as_str(), UNREACHABLE_ROLE, 0),
+            (us2.endpoint().as_str(), "leader", 2)
+        ]
     );
     assert!(!us.nodes[1].error.is_empty() && !us.nodes[1].healthy);
     assert_eq!((eu.region.as_str(), eu.term, eu.leader_id), ("eu", 9, 7));
@@ -406,7 +472,8 @@ async fn cluster_status_asks_every_node_and_marks_the_unreachable() {
     assert_eq!((eu.nodes[1].address.as_str(), eu.nodes[1].role.as_str()), (eu_silent.as_str(), UNREACHABLE_ROLE));
     assert!(eu.nodes[1].error.contains("no answer within"), "{:?}", eu.nodes[1]);
 
-    let topology = bounded("GetTopology", router.cluster.get_topology(GetTopologyRequest {})).await.unwrap().into_inner();
+    let topology =
+        bounded("GetTopology", router.cluster.get_topology(GetTopologyRequest {})).await.unwrap().into_inner();
     let topology: Vec<_> = topology.regions.iter().map(|r| (r.region.as_str(), r.endpoints.clone())).collect();
     assert_eq!(
         topology,
@@ -430,13 +497,22 @@ async fn serves_health_and_reflection() {
 
     let mut health = HealthClient::new(router.channel.clone());
     for service in ["", "orgplane.v1.OrgService", "orgplane.v1.ClusterService"] {
-        let answer = bounded("health check", health.check(HealthCheckRequest { service: service.into() })).await.unwrap().into_inner();
+        let answer = bounded("health check", health.check(HealthCheckRequest { service: service.into() }))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(answer.status(), ServingStatus::Serving, "service {service:?}");
     }
 
     let mut reflection = ServerReflectionClient::new(router.channel.clone());
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut answers = bounded("reflection", reflection.server_reflection_info(tokio_stream::iter([request]))).await.unwrap().into_inner();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = bounded("reflection", reflection.server_reflection_info(tokio_stream::iter([request])))
+        .await
+        .unwrap()
+        .into_inner();
     let answer = bounded("reflection answer", answers.message()).await.unwrap().expect("one answer");
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else { panic!("{answer:?}") };
     let names: BTreeSet<_> = list.service.into_iter().map(|s| s.name).collect();
@@ -471,7 +547,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
 #[tokio::test(flavor = "current_thread")]
 async fn logs_carry_no_payload() {
     let logs = CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(logs.clone()).finish();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     const ORG_NAME: &str = "Zanzibar Quokka Holdings 7731";
@@ -481,7 +561,11 @@ async fn logs_carry_no_payload() {
 
     let created = bounded(
         "CreateOrg",
-        router.org.create_org(CreateOrgRequest { region: "eu".into(), name: ORG_NAME.into(), request_id: String::new() }),
+        router.org.create_org(CreateOrgRequest {
+            region: "eu".into(),
+            name: ORG_NAME.into(),
+            request_id: String::new(),
+        }),
     )
     .await
     .unwrap()
@@ -493,15 +577,21 @@ async fn logs_carry_no_payload() {
     owner.role = "owner".into();
     let status = bounded("AddMember", router.org.add_member(owner)).await.unwrap_err();
     assert!(status.message().contains(USER_ID), "the client gets the node's message: {status:?}");
-    let listed = bounded("ListUserOrgs", router.org.list_user_orgs(ListUserOrgsRequest { user_id: USER_ID.into(), ..Default::default() }))
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = bounded(
+        "ListUserOrgs",
+        router.org.list_user_orgs(ListUserOrgsRequest { user_id: USER_ID.into(), ..Default::default() }),
+    )
+    .await
+    .unwrap()
+    .into_inner();
     assert_eq!(listed.regions[0].state(), RegionState::Ok);
     router.stop().await;
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("rpc=\"CreateOrg\"") && logs.contains("rpc=\"AddMember\"") && logs.contains("region=\"eu\""), "{logs}");
+    assert!(
+        logs.contains("rpc=\"CreateOrg\"") && logs.contains("rpc=\"AddMember\"") && logs.contains("region=\"eu\""),
+        "{logs}"
+    );
     assert!(logs.contains("code=InvalidArgument") && logs.contains("latency_ms"), "{logs}");
     assert!(!logs.contains(ORG_NAME) && !logs.contains("Zanzibar"), "the org name was logged:\n{logs}");
     assert!(!logs.contains(USER_ID), "the user id was logged:\n{logs}");

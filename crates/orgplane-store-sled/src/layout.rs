@@ -131,7 +131,8 @@ fn check_or_write_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
         }),
         None if holds_data(db)? => Err(StoreError::FormatMissing { path: dir.to_path_buf() }),
         None => {
-            meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes()).map_err(StoreError::sled("writing the format record"))?;
+            meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes())
+                .map_err(StoreError::sled("writing the format record"))?;
             db.flush().map_err(StoreError::sled("flushing the format record"))?;
             Ok(())
         }

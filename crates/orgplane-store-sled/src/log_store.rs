@@ -18,9 +18,7 @@ use serde::Deserialize;
 
 use crate::error::{to_raft, RaftStorageError, StoreError};
 use crate::flusher::GroupFlusher;
-use crate::layout::{
-    decode_json, encode_json, log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY,
-};
+use crate::layout::{decode_json, encode_json, log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
 
 /// The Raft log and vote, in the `log` and `raft_state` trees of the store's database.
 ///
@@ -48,7 +46,8 @@ impl LogStore {
     }
 
     fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
-        let last_purged_log_id: Option<LogId<NodeId>> = read_json(&self.raft_state, LAST_PURGED_KEY, "last purged log id")?;
+        let last_purged_log_id: Option<LogId<NodeId>> =
+            read_json(&self.raft_state, LAST_PURGED_KEY, "last purged log id")?;
         let last_entry_log_id = last_entry_log_id(&self.log)?;
         // After a crash between recording `last_purged` and removing the entries, entries at
         // or below it may remain; the larger of the two is the last log id either way.
@@ -74,7 +73,9 @@ impl LogStore {
         // Invariant: `last_purged` is written before any entry is removed, so there is never a
         // moment (or a crash) where entries are gone but the log state does not say so.
         let record = encode_json("last purged log id", log_id)?;
-        self.raft_state.insert(LAST_PURGED_KEY, record).map_err(StoreError::sled("recording the last purged log id"))?;
+        self.raft_state
+            .insert(LAST_PURGED_KEY, record)
+            .map_err(StoreError::sled("recording the last purged log id"))?;
         let doomed = self.log.range(..=log_key(log_id.index));
         self.remove_keys(doomed, "purging the log")
     }

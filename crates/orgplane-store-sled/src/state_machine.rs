@@ -27,9 +27,7 @@ use orgplane_raft::{NodeId, RaftRequest, RaftResponse, TypeConfig};
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 
 use crate::error::{to_raft, RaftStorageError, StoreError};
-use crate::layout::{
-    decode_json, encode_json, read_json, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY, SNAPSHOT_CURRENT_KEY,
-};
+use crate::layout::{decode_json, encode_json, read_json, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY, SNAPSHOT_CURRENT_KEY};
 use crate::overlay::BatchOverlay;
 use crate::snapshot_format::{self, Pair};
 use crate::state_reader::{ApplyLock, StateReader};
@@ -94,7 +92,10 @@ impl StateMachineStore {
     }
 
     /// Applies `entries` through one overlay and writes the result as one batch.
-    fn apply_entries(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Result<Vec<RaftResponse>, StoreError> {
+    fn apply_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry<TypeConfig>>,
+    ) -> Result<Vec<RaftResponse>, StoreError> {
         let mut overlay = BatchOverlay::new(&self.sm);
         let mut responses = Vec::new();
         let mut last_applied = None;

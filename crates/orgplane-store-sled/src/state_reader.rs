@@ -115,7 +115,12 @@ pub(crate) fn read_model_key(tree: &sled::Tree, key: &[u8]) -> Result<Option<Vec
 pub(crate) type ModelPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Scans model keys in `start..end`, in key order, at most `limit` of them.
-pub(crate) fn scan_model_range(tree: &sled::Tree, start: &[u8], end: &[u8], limit: usize) -> Result<ModelPairs, StorageFault> {
+pub(crate) fn scan_model_range(
+    tree: &sled::Tree,
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+) -> Result<ModelPairs, StorageFault> {
     let start = model_scan_start(start);
     if start >= end {
         return Ok(Vec::new());

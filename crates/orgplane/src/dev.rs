@@ -91,9 +91,12 @@ impl DevLayout {
             let mut nodes = BTreeMap::new();
             for node_id in 1..=config.nodes_per_region {
                 let addr = match &layout {
-                    Some(l) => l.regions.get(&region).and_then(|n| n.get(&node_id)).cloned().ok_or_else(|| {
-                        layout_err(format!("no address for {region} node {node_id}"))
-                    })?,
+                    Some(l) => l
+                        .regions
+                        .get(&region)
+                        .and_then(|n| n.get(&node_id))
+                        .cloned()
+                        .ok_or_else(|| layout_err(format!("no address for {region} node {node_id}")))?,
                     None if next_port == 0 => "127.0.0.1:0".to_string(),
                     None => {
                         let a = format!("127.0.0.1:{next_port}");
@@ -101,7 +104,8 @@ impl DevLayout {
                         a
                     }
                 };
-                let listener = TcpListener::bind(&addr).await.map_err(|source| DevError::Bind { addr: addr.clone(), source })?;
+                let listener =
+                    TcpListener::bind(&addr).await.map_err(|source| DevError::Bind { addr: addr.clone(), source })?;
                 let bound = listener.local_addr().map_err(|source| DevError::Bind { addr: addr.clone(), source })?;
                 nodes.insert(node_id, bound.to_string());
                 listeners.insert((region, node_id), listener);
@@ -127,7 +131,8 @@ pub async fn start(config: DevConfig) -> Result<DevDeployment, DevError> {
     let router_listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DevError::Bind { addr: config.listen.to_string(), source })?;
-    let router_addr = router_listener.local_addr().map_err(|source| DevError::Bind { addr: config.listen.to_string(), source })?;
+    let router_addr =
+        router_listener.local_addr().map_err(|source| DevError::Bind { addr: config.listen.to_string(), source })?;
     let (layout, mut listeners) = DevLayout::load_or_bind(&config).await?;
 
     let mut nodes = Vec::new();
@@ -135,7 +140,13 @@ pub async fn start(config: DevConfig) -> Result<DevDeployment, DevError> {
         for (node_id, addr) in peers {
             let listener = listeners.remove(&(*region, *node_id)).expect("a listener per node");
             let data_dir = node_data_dir(&config.data_dir, *region, *node_id);
-            let node_config = NodeConfig::new(*region, *node_id, listener.local_addr().map_err(|source| DevError::Bind { addr: addr.clone(), source })?, data_dir.clone(), peers.clone());
+            let node_config = NodeConfig::new(
+                *region,
+                *node_id,
+                listener.local_addr().map_err(|source| DevError::Bind { addr: addr.clone(), source })?,
+                data_dir.clone(),
+                peers.clone(),
+            );
             nodes.push(spawn_node(node_config, listener, addr.clone()).await?);
         }
     }
@@ -188,7 +199,8 @@ impl DevDeployment {
 
     /// Stops every node of `region` (the router keeps running and reports it unavailable).
     pub async fn stop_region(&mut self, region: Region) {
-        let (stopping, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.nodes).into_iter().partition(|n| n.region == region);
+        let (stopping, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.nodes).into_iter().partition(|n| n.region == region);
         self.nodes = keep;
         for node in stopping {
             node.stop().await;

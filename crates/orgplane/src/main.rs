@@ -97,12 +97,15 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config_file::set(&mut table, "data-dir", args.data_dir.map(|d| d.display().to_string()));
     if let Some(peers) = args.peers {
         let peers = orgplane_node::config::parse_peers(&peers)?;
-        let peers: toml::Table = peers.into_iter().map(|(id, addr)| (id.to_string(), toml::Value::String(addr))).collect();
+        let peers: toml::Table =
+            peers.into_iter().map(|(id, addr)| (id.to_string(), toml::Value::String(addr))).collect();
         table.insert("peers".into(), toml::Value::Table(peers));
     }
     let config: NodeConfig = config_file::finish(table)?;
     config.validate()?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     orgplane_node::run(config, listener, orgplane::signal::shutdown_signal()).await?;
     Ok(())
 }
@@ -114,13 +117,18 @@ async fn run_router(args: RouterArgs) -> anyhow::Result<()> {
         let mut regions = toml::Table::new();
         for flag in &args.regions {
             let (region, endpoints) = orgplane_router::parse_region_flag(flag)?;
-            regions.insert(region.to_string(), toml::Value::Array(endpoints.into_iter().map(toml::Value::String).collect()));
+            regions.insert(
+                region.to_string(),
+                toml::Value::Array(endpoints.into_iter().map(toml::Value::String).collect()),
+            );
         }
         table.insert("regions".into(), toml::Value::Table(regions));
     }
     let config: RouterConfig = config_file::finish(table)?;
     config.validate()?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     orgplane_router::run(config, listener, orgplane::signal::shutdown_signal()).await?;
     Ok(())
 }

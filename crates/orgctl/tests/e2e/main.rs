@@ -18,8 +18,9 @@ impl Ctl {
     fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         assert!(out.status.success(), "orgctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("orgctl {args:?} printed no single JSON document ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("orgctl {args:?} printed no single JSON document ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        })
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
@@ -46,7 +47,11 @@ impl Ctl {
 
 /// The org object, whether printed bare or under an `org` key.
 fn org_of(v: &Value) -> &Value {
-    if v.get("org").is_some() { &v["org"] } else { v }
+    if v.get("org").is_some() {
+        &v["org"]
+    } else {
+        v
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

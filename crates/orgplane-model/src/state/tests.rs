@@ -28,7 +28,8 @@ fn create_get_update_delete() {
     assert_eq!(org.region, Region::Eu);
     assert_eq!(get_org(&s, &org.id).unwrap(), Some(org.clone()));
 
-    let updated = run(&mut s, "u1", Op::UpdateOrg { id: org.id.clone(), name: "Acme 2".into(), expected_version: Some(1) });
+    let updated =
+        run(&mut s, "u1", Op::UpdateOrg { id: org.id.clone(), name: "Acme 2".into(), expected_version: Some(1) });
     assert!(matches!(updated, Ok(CommandOutcome::Org(ref o)) if o.version == 2 && o.name == "Acme 2"));
 
     let stale = run(&mut s, "u2", Op::UpdateOrg { id: org.id.clone(), name: "lost".into(), expected_version: Some(1) });
@@ -63,7 +64,8 @@ fn request_ids_expire_after_the_ttl() {
     let op = Op::UpdateOrg { id: org.id.clone(), name: "B".into(), expected_version: None };
     assert!(apply(&mut s, &cmd("old", 1_000, op.clone())).unwrap().is_ok());
     // A later command past the TTL drops the old record, so the id applies again.
-    let later = cmd("other", 1_000 + REQUEST_ID_TTL_MS + 1, Op::RemoveMember { org_id: org.id.clone(), user_id: "n".into() });
+    let later =
+        cmd("other", 1_000 + REQUEST_ID_TTL_MS + 1, Op::RemoveMember { org_id: org.id.clone(), user_id: "n".into() });
     assert!(apply(&mut s, &later).unwrap().is_err(), "n is not a member");
     assert!(s.get(&request_key("old")).unwrap().is_none());
     assert!(apply(&mut s, &cmd("old", 2_000 + REQUEST_ID_TTL_MS, op)).unwrap().is_ok());
@@ -76,7 +78,11 @@ fn members_and_user_index_stay_in_step() {
     let a = create(&mut s, 1, "A");
     let b = create(&mut s, 2, "B");
     for (org, user, role) in [(&a, "alice", Role::Admin), (&b, "alice", Role::Agent), (&a, "bob", Role::Viewer)] {
-        let r = run(&mut s, &format!("add-{}-{user}", org.id), Op::AddMember { org_id: org.id.clone(), user_id: user.into(), role });
+        let r = run(
+            &mut s,
+            &format!("add-{}-{user}", org.id),
+            Op::AddMember { org_id: org.id.clone(), user_id: user.into(), role },
+        );
         assert!(r.is_ok(), "{r:?}");
     }
     let dup = run(&mut s, "dup", Op::AddMember { org_id: a.id.clone(), user_id: "alice".into(), role: Role::Agent });
@@ -84,9 +90,13 @@ fn members_and_user_index_stay_in_step() {
 
     let (orgs, next) = list_user_orgs(&s, "alice", None, 10).unwrap();
     assert_eq!(next, None);
-    assert_eq!(orgs.iter().map(|u| (u.org.id.clone(), u.role)).collect::<Vec<_>>(), vec![(a.id.clone(), Role::Admin), (b.id.clone(), Role::Agent)]);
+    assert_eq!(
+        orgs.iter().map(|u| (u.org.id.clone(), u.role)).collect::<Vec<_>>(),
+        vec![(a.id.clone(), Role::Admin), (b.id.clone(), Role::Agent)]
+    );
 
-    run(&mut s, "role", Op::SetMemberRole { org_id: b.id.clone(), user_id: "alice".into(), role: Role::Developer }).unwrap();
+    run(&mut s, "role", Op::SetMemberRole { org_id: b.id.clone(), user_id: "alice".into(), role: Role::Developer })
+        .unwrap();
     let (orgs, _) = list_user_orgs(&s, "alice", None, 10).unwrap();
     assert_eq!(orgs[1].role, Role::Developer);
 
@@ -127,7 +137,12 @@ fn pages_cover_everything_once() {
 fn refusals_change_nothing_but_the_request_record() {
     let mut s = MemState::default();
     let org = create(&mut s, 1, "A");
-    let before: BTreeMap<_, _> = s.map.iter().filter(|(k, _)| !k.starts_with(b"r/") && !k.starts_with(b"t/")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let before: BTreeMap<_, _> = s
+        .map
+        .iter()
+        .filter(|(k, _)| !k.starts_with(b"r/") && !k.starts_with(b"t/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let refused = [
         Op::CreateOrg { id: org.id.clone(), name: "again".into() },
         Op::UpdateOrg { id: org.id.clone(), name: "x".into(), expected_version: Some(9) },
@@ -138,7 +153,12 @@ fn refusals_change_nothing_but_the_request_record() {
     for (i, op) in refused.into_iter().enumerate() {
         assert!(run(&mut s, &format!("bad-{i}"), op).is_err());
     }
-    let after: BTreeMap<_, _> = s.map.iter().filter(|(k, _)| !k.starts_with(b"r/") && !k.starts_with(b"t/")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let after: BTreeMap<_, _> = s
+        .map
+        .iter()
+        .filter(|(k, _)| !k.starts_with(b"r/") && !k.starts_with(b"t/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     assert_eq!(before, after);
 }
 

@@ -21,7 +21,9 @@ pub fn decode_page_token(token: &str) -> Result<Option<String>, ConvError> {
     if token.len() > PAGE_TOKEN_MAX_BYTES {
         return Err(ConvError::new("page_token", "is too long"));
     }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| ConvError::new("page_token", "is not a token this service issued"))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| ConvError::new("page_token", "is not a token this service issued"))?;
     String::from_utf8(bytes).map(Some).map_err(|_| ConvError::new("page_token", "is not a token this service issued"))
 }
 

@@ -31,7 +31,9 @@ use tonic::{Request, Response, Status};
 pub const TEST_BOUND: Duration = Duration::from_secs(10);
 
 pub async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(TEST_BOUND, future).await.unwrap_or_else(|_| panic!("{what} did not finish within {TEST_BOUND:?}"))
+    tokio::time::timeout(TEST_BOUND, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {TEST_BOUND:?}"))
 }
 
 /// A request a fake node got.
@@ -157,7 +159,12 @@ impl FakeNode {
         for i in 0..count {
             let id = OrgId::from_u128(self.state.region, 1000 + i as u128).to_string();
             orgs.push(UserOrg {
-                org: Some(Org { id, name: format!("org {i}"), region: self.state.region.to_string(), ..Default::default() }),
+                org: Some(Org {
+                    id,
+                    name: format!("org {i}"),
+                    region: self.state.region.to_string(),
+                    ..Default::default()
+                }),
                 role: "developer".into(),
             });
         }
@@ -194,7 +201,11 @@ struct FakeService(Arc<FakeState>);
 
 impl FakeService {
     /// Records the request, then hangs, fails or answers as the node was told.
-    async fn answer<T>(&self, seen: Seen, answer: impl FnOnce(&FakeState) -> Result<T, Status>) -> Result<Response<T>, Status> {
+    async fn answer<T>(
+        &self,
+        seen: Seen,
+        answer: impl FnOnce(&FakeState) -> Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
         let state = &self.0;
         let count = {
             let mut all = state.seen.lock().unwrap();
@@ -206,7 +217,8 @@ impl FakeService {
             std::future::pending::<()>().await;
         }
         let leader = state.leader_header.lock().unwrap().clone();
-        let fail = state.unavailable_calls.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let fail =
+            state.unavailable_calls.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         let mut result = if fail {
             Err(Status::unavailable(format!("region {} is unavailable: no leader", state.region)))
         } else {
@@ -224,7 +236,13 @@ impl FakeService {
 }
 
 fn canned_org(state: &FakeState, id: &str, name: &str) -> Org {
-    Org { id: id.to_string(), name: name.to_string(), region: state.region.to_string(), version: 1, ..Default::default() }
+    Org {
+        id: id.to_string(),
+        name: name.to_string(),
+        region: state.region.to_string(),
+        version: 1,
+        ..Default::default()
+    }
 }
 
 fn canned_member(org_id: &str, user_id: &str, role: &str) -> Member {
@@ -266,7 +284,10 @@ impl OrgService for FakeService {
 
     async fn update_org(&self, request: Request<UpdateOrgRequest>) -> Result<Response<UpdateOrgResponse>, Status> {
         let r = request.into_inner();
-        self.answer(Seen::UpdateOrg(r.clone()), |s| Ok(UpdateOrgResponse { org: Some(canned_org(s, &r.org_id, &r.name)) })).await
+        self.answer(Seen::UpdateOrg(r.clone()), |s| {
+            Ok(UpdateOrgResponse { org: Some(canned_org(s, &r.org_id, &r.name)) })
+        })
+        .await
     }
 
     async fn delete_org(&self, request: Request<DeleteOrgRequest>) -> Result<Response<DeleteOrgResponse>, Status> {
@@ -286,7 +307,10 @@ impl OrgService for FakeService {
         .await
     }
 
-    async fn set_member_role(&self, request: Request<SetMemberRoleRequest>) -> Result<Response<SetMemberRoleResponse>, Status> {
+    async fn set_member_role(
+        &self,
+        request: Request<SetMemberRoleRequest>,
+    ) -> Result<Response<SetMemberRoleResponse>, Status> {
         let r = request.into_inner();
         self.answer(Seen::SetMemberRole(r.clone()), |_| {
             Ok(SetMemberRoleResponse { member: Some(canned_member(&r.org_id, &r.user_id, &r.role)) })
@@ -294,18 +318,27 @@ impl OrgService for FakeService {
         .await
     }
 
-    async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Result<Response<RemoveMemberResponse>, Status> {
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<RemoveMemberResponse>, Status> {
         let r = request.into_inner();
         self.answer(Seen::RemoveMember(r), |_| Ok(RemoveMemberResponse {})).await
     }
 
-    async fn list_members(&self, request: Request<ListMembersRequest>) -> Result<Response<ListMembersResponse>, Status> {
+    async fn list_members(
+        &self,
+        request: Request<ListMembersRequest>,
+    ) -> Result<Response<ListMembersResponse>, Status> {
         let r = request.into_inner();
         self.answer(Seen::ListMembers(r), |_| Ok(ListMembersResponse::default())).await
     }
 
     /// Pages through the node's user orgs; its page token is the index to resume at.
-    async fn list_user_orgs(&self, request: Request<ListUserOrgsRequest>) -> Result<Response<ListUserOrgsResponse>, Status> {
+    async fn list_user_orgs(
+        &self,
+        request: Request<ListUserOrgsRequest>,
+    ) -> Result<Response<ListUserOrgsResponse>, Status> {
         let r = request.into_inner();
         self.answer(Seen::ListUserOrgs(r.clone()), |s| {
             let orgs = s.user_orgs.lock().unwrap().clone();
@@ -348,7 +381,10 @@ impl ClusterService for FakeService {
         .await
     }
 
-    async fn get_topology(&self, _request: Request<GetTopologyRequest>) -> Result<Response<GetTopologyResponse>, Status> {
+    async fn get_topology(
+        &self,
+        _request: Request<GetTopologyRequest>,
+    ) -> Result<Response<GetTopologyResponse>, Status> {
         Err(Status::unimplemented("nodes do not serve the topology"))
     }
 }
@@ -385,9 +421,12 @@ impl TestRouter {
         let task = tokio::spawn(orgplane_router::run(config, listener, async {
             let _ = stopped.await;
         }));
-        let channel = bounded("connecting to the router", tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect())
-            .await
-            .expect("the router accepts connections");
+        let channel = bounded(
+            "connecting to the router",
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect(),
+        )
+        .await
+        .expect("the router accepts connections");
         TestRouter {
             addr,
             org: OrgServiceClient::new(channel.clone()),

@@ -19,26 +19,41 @@ async fn commands_of_one_request_see_each_other_and_answer_in_order() {
     let responses = sm
         .apply([
             // The members can only be added because the overlay shows them the new org.
-            normal(1, 1, vec![
-                cmd("create", 1_000, Op::CreateOrg { id: org.clone(), name: "Acme".into() }),
-                add("alice", "alice", Role::Admin),
-                add("bob", "bob", Role::Viewer),
-            ]),
+            normal(
+                1,
+                1,
+                vec![
+                    cmd("create", 1_000, Op::CreateOrg { id: org.clone(), name: "Acme".into() }),
+                    add("alice", "alice", Role::Admin),
+                    add("bob", "bob", Role::Viewer),
+                ],
+            ),
             blank(1, 2),
-            normal(1, 3, vec![
-                add("alice-again", "alice", Role::Agent),
-                cmd("promote", 1_000, Op::SetMemberRole { org_id: org.clone(), user_id: "bob".into(), role: Role::Developer }),
-            ]),
+            normal(
+                1,
+                3,
+                vec![
+                    add("alice-again", "alice", Role::Agent),
+                    cmd(
+                        "promote",
+                        1_000,
+                        Op::SetMemberRole { org_id: org.clone(), user_id: "bob".into(), role: Role::Developer },
+                    ),
+                ],
+            ),
         ])
         .await
         .unwrap();
 
     let shapes: Vec<Vec<String>> = responses.iter().map(|r| r.results.iter().map(outcome_shape).collect()).collect();
-    assert_eq!(shapes, vec![
-        vec!["org Acme".to_string(), "member alice Admin".into(), "member bob Viewer".into()],
-        vec![],
-        vec!["already exists".into(), "member bob Developer".into()],
-    ]);
+    assert_eq!(
+        shapes,
+        vec![
+            vec!["org Acme".to_string(), "member alice Admin".into(), "member bob Viewer".into()],
+            vec![],
+            vec!["already exists".into(), "member bob Developer".into()],
+        ]
+    );
     assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 3)));
     let (members, _) = list_members(&sm.state_reader(), &org, None, 10).unwrap();
     let roles: Vec<_> = members.iter().map(|m| (m.user_id.as_str(), m.role)).collect();
@@ -71,7 +86,11 @@ async fn a_fault_in_any_entry_writes_nothing_of_the_call() {
     let result = sm
         .apply([
             normal(1, 2, vec![cmd("c1", 1_000, Op::CreateOrg { id: org_id(1), name: "Lost".into() })]),
-            normal(1, 3, vec![cmd("u9", 1_000, Op::UpdateOrg { id: org_id(9), name: "x".into(), expected_version: None })]),
+            normal(
+                1,
+                3,
+                vec![cmd("u9", 1_000, Op::UpdateOrg { id: org_id(9), name: "x".into(), expected_version: None })],
+            ),
         ])
         .await;
 

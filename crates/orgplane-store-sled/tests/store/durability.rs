@@ -13,10 +13,14 @@ async fn reopening_keeps_vote_log_committed_state_and_snapshot() {
     let org = org_id(1);
     let entries = vec![
         blank(1, 1),
-        normal(1, 2, vec![
-            cmd("c1", 1_000, Op::CreateOrg { id: org.clone(), name: "Acme".into() }),
-            cmd("a1", 1_000, Op::AddMember { org_id: org.clone(), user_id: "alice".into(), role: Role::Admin }),
-        ]),
+        normal(
+            1,
+            2,
+            vec![
+                cmd("c1", 1_000, Op::CreateOrg { id: org.clone(), name: "Acme".into() }),
+                cmd("a1", 1_000, Op::AddMember { org_id: org.clone(), user_id: "alice".into(), role: Role::Admin }),
+            ],
+        ),
         normal(1, 3, vec![cmd("c2", 1_001, Op::CreateOrg { id: org_id(2), name: "Beta".into() })]),
         normal(1, 4, vec![cmd("u1", 1_002, Op::UpdateOrg { id: org, name: "Acme 2".into(), expected_version: None })]),
     ];

@@ -21,10 +21,14 @@ async fn populated(sm: &mut StateMachineStore) {
     let org = org_id(1);
     sm.apply([
         membership(1, 1, &[1, 2, 3]),
-        normal(1, 2, vec![
-            cmd("c1", 1_000, Op::CreateOrg { id: org.clone(), name: "Acme".into() }),
-            cmd("a1", 1_000, Op::AddMember { org_id: org.clone(), user_id: "alice".into(), role: Role::Admin }),
-        ]),
+        normal(
+            1,
+            2,
+            vec![
+                cmd("c1", 1_000, Op::CreateOrg { id: org.clone(), name: "Acme".into() }),
+                cmd("a1", 1_000, Op::AddMember { org_id: org.clone(), user_id: "alice".into(), role: Role::Admin }),
+            ],
+        ),
         normal(2, 3, vec![cmd("c2", 1_001, Op::CreateOrg { id: org_id(2), name: "Beta".into() })]),
         normal(2, 4, vec![cmd("r1", 1_002, Op::RemoveMember { org_id: org, user_id: "alice".into() })]),
     ])
