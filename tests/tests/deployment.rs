@@ -20,18 +20,18 @@ async fn start(dir: &std::path::Path) -> DevDeployment {
     .expect("dev deployment starts")
 }
 
+/// Creates an org through the typed client, as services would.
 async fn create(router: &str, region: Region, name: &str) -> Org {
-    let mut c = connect(router).await;
-    // The regions elect their leaders as the deployment starts; the client retries with the
-    // same request id until the region answers (bounded).
+    let client = orgplane_client::Client::connect(router).expect("client");
+    // The regions elect their leaders as the deployment starts; retry with the same request id
+    // until the region answers (bounded). The client retries UNAVAILABLE itself too.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let request_id = format!("create-{name}");
+    let request_id: orgplane_client::RequestId = format!("create-{name}").parse().unwrap();
     loop {
-        let req = CreateOrgRequest { region: region.to_string(), name: name.into(), request_id: request_id.clone() };
-        match c.create_org(req).await {
-            Ok(r) => return r.into_inner().org.unwrap(),
-            Err(s) if s.code() == Code::Unavailable && Instant::now() < deadline => continue,
-            Err(s) => panic!("create {name} in {region}: {s}"),
+        match client.create_org_with_request_id(region, name, &request_id).await {
+            Ok(org) => return org,
+            Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => continue,
+            Err(e) => panic!("create {name} in {region}: {e}"),
         }
     }
 }

@@ -378,3 +378,75 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     assert_eq!(c.get_org(get(&org.id)).await.unwrap().into_inner().org.unwrap().version, 1);
     region.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_follows_the_leader_and_peers_check_every_message() {
+    use orgplane_proto::raft_v1::raft_service_client::RaftServiceClient;
+    use orgplane_proto::raft_v1::{PeerHeader, PeerRequest};
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let mut region = TestRegion::start(Region::Eu, 3, test_timings).await;
+    let leader = region.leader().await;
+    let peers = region.peers.clone();
+    let channel =
+        |id: u64| tonic::transport::Endpoint::from_shared(format!("http://{}", peers[&id])).unwrap().connect_lazy();
+    let check = |id: u64| {
+        let mut health = HealthClient::new(channel(id));
+        async move {
+            health
+                .check(HealthCheckRequest { service: "orgplane.v1.OrgService".into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+        }
+    };
+    for id in region.running_ids() {
+        assert_eq!(check(id).await, ServingStatus::Serving as i32, "node {id} sees a leader");
+    }
+
+    // A peer message for another region or another node is refused, not acted on.
+    let mut peer = RaftServiceClient::new(channel(leader));
+    let vote = |region: &str, target: u64| PeerRequest {
+        header: Some(PeerHeader { region: region.into(), target_node_id: target, from_node_id: 99 }),
+        payload: b"{}".to_vec(),
+    };
+    let wrong_region = peer.vote(vote("us", leader)).await.unwrap_err();
+    assert_eq!(wrong_region.code(), Code::PermissionDenied, "{wrong_region:?}");
+    let wrong_node = peer.vote(vote("eu", leader + 10)).await.unwrap_err();
+    assert_eq!(wrong_node.code(), Code::FailedPrecondition, "{wrong_node:?}");
+    let no_header = peer.vote(PeerRequest { header: None, payload: Vec::new() }).await.unwrap_err();
+    assert_eq!(no_header.code(), Code::InvalidArgument);
+    let garbage = peer.vote(PeerRequest { payload: b"not json".to_vec(), ..vote("eu", leader) }).await.unwrap_err();
+    assert_eq!(garbage.code(), Code::InvalidArgument);
+
+    // Without a quorum the last node loses its leader and says NOT_SERVING; writes fail
+    // UNAVAILABLE naming the region rather than hanging.
+    let others: Vec<u64> = region.running_ids().into_iter().filter(|id| *id != leader).collect();
+    let last = others[0];
+    region.stop(others[1]).await;
+    region.stop(leader).await;
+    region
+        .raft(last)
+        .wait(Some(orgplane_tests::WAIT))
+        .metrics(|m| m.current_leader.is_none(), "leader lost")
+        .await
+        .expect("the lone node notices it has no leader");
+    let deadline = tokio::time::Instant::now() + orgplane_tests::WAIT;
+    while check(last).await != ServingStatus::NotServing as i32 {
+        assert!(tokio::time::Instant::now() < deadline, "health still SERVING without a leader");
+        tokio::task::yield_now().await;
+    }
+    let mut c = region.client(last).await;
+    let started = std::time::Instant::now();
+    let write = c
+        .create_org(CreateOrgRequest { region: "eu".into(), name: "no quorum".into(), request_id: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(write.code(), Code::Unavailable, "{write:?}");
+    assert!(write.message().contains("region eu"), "{write:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "bounded by the write timeout");
+    region.shutdown().await;
+}
