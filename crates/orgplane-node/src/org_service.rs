@@ -43,6 +43,19 @@ impl NodeCore {
         Ok(result?)
     }
 
+    /// Commits a command about an org; an org NOT_FOUND says where the id points.
+    pub async fn write_org(&self, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
+        let org_id = op.org_id().clone();
+        self.write(request_id, op).await.map_err(|e| not_found_here(self, &org_id, e))
+    }
+
+    /// The org and user of a membership request, validated.
+    fn member_target(&self, org_id: &str, user_id: &str) -> Result<OrgId, NodeError> {
+        let org_id = self.org_id(org_id)?;
+        validate::user_id(user_id)?;
+        Ok(org_id)
+    }
+
     /// Makes a read of the local state as fresh as `consistency` asks, and says how it was
     /// served.
     pub async fn prepare_read(&self, consistency: i32) -> Result<ReadInfo, NodeError> {
@@ -95,6 +108,12 @@ impl NodeCore {
             })
         }
     }
+}
+
+/// The org id a page token resumes after.
+fn org_page_token(token: &str) -> Result<Option<OrgId>, NodeError> {
+    let not_ours = || NodeError::from(ConvError::new("page_token", "is not a token this service issued"));
+    decode_page_token(token)?.map(|t| t.parse::<OrgId>().map_err(|_| not_ours())).transpose()
 }
 
 fn now_ms() -> u64 {
@@ -158,13 +177,7 @@ impl OrgService for OrgServiceImpl {
             }
         }
         let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
-        let after = decode_page_token(&req.page_token)
-            .map_err(NodeError::from)?
-            .map(|t| {
-                t.parse::<OrgId>()
-                    .map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued")))
-            })
-            .transpose()?;
+        let after = org_page_token(&req.page_token)?;
         let read = core.prepare_read(req.consistency).await?;
         let (orgs, next) = state::list_orgs(&core.state, after.as_ref(), limit).map_err(|e| core.storage(e))?;
         Ok(core.reply(ListOrgsResponse {
@@ -180,8 +193,8 @@ impl OrgService for OrgServiceImpl {
         let req = request.into_inner();
         let id = core.org_id(&req.org_id)?;
         let name = validate::org_name(&req.name).map_err(NodeError::from)?;
-        let op = Op::UpdateOrg { id: id.clone(), name, expected_version: req.expected_version };
-        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &id, e))? {
+        let op = Op::UpdateOrg { id, name, expected_version: req.expected_version };
+        match core.write_org(&req.request_id, op).await? {
             CommandOutcome::Org(org) => Ok(core.reply(UpdateOrgResponse { org: Some(conv::org_to_wire(&org)) })),
             other => Err(unexpected(other)),
         }
@@ -192,8 +205,8 @@ impl OrgService for OrgServiceImpl {
         let core = &self.core;
         let req = request.into_inner();
         let id = core.org_id(&req.org_id)?;
-        let op = Op::DeleteOrg { id: id.clone(), expected_version: req.expected_version };
-        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &id, e))? {
+        let op = Op::DeleteOrg { id, expected_version: req.expected_version };
+        match core.write_org(&req.request_id, op).await? {
             CommandOutcome::OrgDeleted { removed_members } => Ok(core.reply(DeleteOrgResponse { removed_members })),
             other => Err(unexpected(other)),
         }
@@ -203,11 +216,10 @@ impl OrgService for OrgServiceImpl {
     async fn add_member(&self, request: Request<AddMemberRequest>) -> Reply<AddMemberResponse> {
         let core = &self.core;
         let req = request.into_inner();
-        let org_id = core.org_id(&req.org_id)?;
-        validate::user_id(&req.user_id).map_err(NodeError::from)?;
+        let org_id = core.member_target(&req.org_id, &req.user_id)?;
         let role = parse_role("role", &req.role).map_err(NodeError::from)?;
-        let op = Op::AddMember { org_id: org_id.clone(), user_id: req.user_id, role };
-        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &org_id, e))? {
+        let op = Op::AddMember { org_id, user_id: req.user_id, role };
+        match core.write_org(&req.request_id, op).await? {
             CommandOutcome::Member(m) => Ok(core.reply(AddMemberResponse { member: Some(conv::member_to_wire(&m)) })),
             other => Err(unexpected(other)),
         }
@@ -217,11 +229,10 @@ impl OrgService for OrgServiceImpl {
     async fn set_member_role(&self, request: Request<SetMemberRoleRequest>) -> Reply<SetMemberRoleResponse> {
         let core = &self.core;
         let req = request.into_inner();
-        let org_id = core.org_id(&req.org_id)?;
-        validate::user_id(&req.user_id).map_err(NodeError::from)?;
+        let org_id = core.member_target(&req.org_id, &req.user_id)?;
         let role = parse_role("role", &req.role).map_err(NodeError::from)?;
-        let op = Op::SetMemberRole { org_id: org_id.clone(), user_id: req.user_id, role };
-        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &org_id, e))? {
+        let op = Op::SetMemberRole { org_id, user_id: req.user_id, role };
+        match core.write_org(&req.request_id, op).await? {
             CommandOutcome::Member(m) => {
                 Ok(core.reply(SetMemberRoleResponse { member: Some(conv::member_to_wire(&m)) }))
             }
@@ -233,10 +244,9 @@ impl OrgService for OrgServiceImpl {
     async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Reply<RemoveMemberResponse> {
         let core = &self.core;
         let req = request.into_inner();
-        let org_id = core.org_id(&req.org_id)?;
-        validate::user_id(&req.user_id).map_err(NodeError::from)?;
-        let op = Op::RemoveMember { org_id: org_id.clone(), user_id: req.user_id };
-        match core.write(&req.request_id, op).await.map_err(|e| not_found_here(core, &org_id, e))? {
+        let org_id = core.member_target(&req.org_id, &req.user_id)?;
+        let op = Op::RemoveMember { org_id, user_id: req.user_id };
+        match core.write_org(&req.request_id, op).await? {
             CommandOutcome::MemberRemoved => Ok(core.reply(RemoveMemberResponse {})),
             other => Err(unexpected(other)),
         }
@@ -268,13 +278,7 @@ impl OrgService for OrgServiceImpl {
         let req = request.into_inner();
         validate::user_id(&req.user_id).map_err(NodeError::from)?;
         let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
-        let after = decode_page_token(&req.page_token)
-            .map_err(NodeError::from)?
-            .map(|t| {
-                t.parse::<OrgId>()
-                    .map_err(|_| NodeError::from(ConvError::new("page_token", "is not a token this service issued")))
-            })
-            .transpose()?;
+        let after = org_page_token(&req.page_token)?;
         core.prepare_read(req.consistency).await?;
         let (orgs, next) = core
             .state
