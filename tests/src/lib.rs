@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -65,6 +66,20 @@ impl TestRegion {
     async fn spawn(&mut self, id: u64, listener: TcpListener) {
         let node = spawn_node(self.config(id), listener, self.peers[&id].clone()).await.expect("node starts");
         self.running.insert(id, node);
+    }
+
+    /// Starts a new node `id` in join mode (empty, waiting to be added) on a fresh port, and
+    /// returns its address.
+    pub async fn start_joining(&mut self, id: u64) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap().to_string();
+        self.peers.insert(id, addr.clone());
+        let mut config = self.config(id);
+        config.join = true;
+        config.peers = BTreeMap::new();
+        let node = spawn_node(config, listener, addr.clone()).await.expect("joining node starts");
+        self.running.insert(id, node);
+        addr
     }
 
     /// The data directory of node `id`.

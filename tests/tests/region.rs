@@ -312,7 +312,8 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
         name: name.into(),
         request_id: String::new(),
     };
-    let cases: Vec<(&str, Result<tonic::Response<CreateOrgResponse>, tonic::Status>, Code)> = vec![
+    type Case = (&'static str, Result<tonic::Response<CreateOrgResponse>, tonic::Status>, Code);
+    let cases: Vec<Case> = vec![
         ("empty name", c.create_org(create("us", "  ")).await, Code::InvalidArgument),
         ("oversized name", c.create_org(create("us", &"x".repeat(129))).await, Code::InvalidArgument),
         ("control char", c.create_org(create("us", "a\u{7}b")).await, Code::InvalidArgument),

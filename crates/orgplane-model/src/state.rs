@@ -34,11 +34,14 @@ const REQUEST_ID_EXPIRY_PER_APPLY: usize = 16;
 #[error("state storage fault: {0}")]
 pub struct StorageFault(pub String);
 
+/// Key-value pairs in key order, as a scan returns them.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Reading the state.
 pub trait StateRead {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageFault>;
     /// Up to `limit` pairs with `start <= key < end`, in ascending key order.
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageFault>;
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StorageFault>;
 }
 
 /// Changing the state. Changes must be visible to the `StateRead` methods of the same value

@@ -23,8 +23,13 @@ pub struct NodeConfig {
     /// Every node of the region, by id: `host:port` that the others reach it at. Used to form
     /// the cluster on first start; later the membership in the Raft log is authoritative.
     /// In TOML a table whose keys are the ids (`[peers]` then `1 = "host:port"`).
-    #[serde(with = "peer_table")]
+    #[serde(with = "peer_table", default)]
     pub peers: BTreeMap<u64, String>,
+    /// Join an existing region instead of forming a new one: the node starts empty and waits
+    /// for the region's leader to add it (`orgctl cluster add-node`). `peers` may then be
+    /// empty.
+    #[serde(default)]
+    pub join: bool,
     /// Leader heartbeat period.
     #[serde(default = "defaults::heartbeat_ms")]
     pub heartbeat_ms: u64,
@@ -134,6 +139,7 @@ impl NodeConfig {
             listen,
             data_dir,
             peers,
+            join: false,
             heartbeat_ms: defaults::heartbeat_ms(),
             election_timeout_min_ms: defaults::election_timeout_min_ms(),
             election_timeout_max_ms: defaults::election_timeout_max_ms(),
@@ -149,7 +155,7 @@ impl NodeConfig {
         if self.node_id == 0 {
             return Err(ConfigError::ZeroNodeId);
         }
-        if !self.peers.contains_key(&self.node_id) {
+        if !self.join && !self.peers.contains_key(&self.node_id) {
             let known = self.peers.keys().map(u64::to_string).collect::<Vec<_>>().join(", ");
             return Err(ConfigError::NodeNotInPeers { node_id: self.node_id, known });
         }

@@ -25,6 +25,12 @@ pub enum NodeError {
     /// A linearizable read could not be confirmed in time.
     #[error("region {region} could not confirm a linearizable read: {source}")]
     Read { region: Region, source: ReadError },
+    /// A membership change that would be unsafe or makes no sense.
+    #[error("region {region} membership change refused: {reason}")]
+    Membership { region: Region, reason: String },
+    /// The region cannot do it now (no leader, still catching up); retry later.
+    #[error("region {region} is unavailable: {reason}")]
+    Unavailable { region: Region, reason: String },
     /// The local state could not be read.
     #[error("region {region} storage fault: {source}")]
     Storage { region: Region, source: StorageFault },
@@ -51,7 +57,8 @@ impl NodeError {
             },
             NodeError::WrongRegion { .. } => Code::InvalidArgument,
             NodeError::Write { source: ProposeError::Rejected(_), .. } => Code::ResourceExhausted,
-            NodeError::Write { .. } | NodeError::Read { .. } => Code::Unavailable,
+            NodeError::Write { .. } | NodeError::Read { .. } | NodeError::Unavailable { .. } => Code::Unavailable,
+            NodeError::Membership { .. } => Code::FailedPrecondition,
             NodeError::Storage { .. } => Code::Internal,
         };
         Status::new(code, self.to_string())

@@ -5,6 +5,8 @@
 //! - [`node`]: [`Node::start`] wires store, Raft, group commit, reads and services, and
 //!   forms the cluster from the peer list on first start; [`run`] serves until shutdown.
 //! - [`org_service`]: the public `OrgService`: validation, commands, linearizable or local reads.
+//! - [`admin_service`]: membership changes (add a node as learner then voter, remove one),
+//!   refused when they would lose the quorum.
 //! - [`cluster_service`]: this node's status and its region's topology.
 //! - [`peer_service`]: the peer-only Raft service; checks region and target of every message.
 //! - [`transport`]: the gRPC [`orgplane_raft::PeerTransport`], one cached channel per peer.
@@ -12,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin_service;
 pub mod cluster_service;
 pub mod config;
 pub mod error;

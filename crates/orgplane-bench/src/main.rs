@@ -1,0 +1,44 @@
+//! `orgplane-bench`: orgplane's own benchmark. N concurrent gRPC clients (tokio tasks sharing a
+//! few channels, like etcd's benchmark `--clients`/`--conns`) issue requests back to back for a
+//! fixed time after a warmup; latencies go into HDR histograms; the report gives ok requests per
+//! second, p50/p90/p99/p99.9 latency and errors by gRPC code, as a table or JSON.
+//!
+//! Layout:
+//! - [`cli`]: the command line and its value parsers;
+//! - [`app`]: the modes (`run`, `region`, `router-overhead`) from target to report;
+//! - [`targets`]: external endpoints, or an embedded region or dev deployment;
+//! - [`fixtures`]: the orgs and members created before the clock starts;
+//! - [`workload`]: the operations, their weights, and building each request;
+//! - [`runner`]: the client tasks, the warmup and measurement window, the histograms;
+//! - [`report`]: percentiles, throughput, ratios, tables and JSON;
+//! - [`cpu`]: CPU used during a run, from `/proc`.
+
+#![forbid(unsafe_code)]
+
+mod app;
+mod cli;
+mod cpu;
+mod fixtures;
+mod report;
+mod runner;
+mod targets;
+mod workload;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    // Embedded nodes log through this subscriber too: warnings only (openraft: errors only, its
+    // election chatter is expected) unless RUST_LOG says more.
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,openraft=error")))
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::select! {
+        result = app::run(cli) => result,
+        // Dropping the run drops its temporary directories.
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    }
+}
