@@ -339,6 +339,29 @@ impl Render for Topology {
     }
 }
 
+/// A region's membership.
+pub struct MembershipView(pub v1::Membership);
+
+impl Render for MembershipView {
+    fn json(&self) -> Value {
+        let members: Vec<Value> = self
+            .0
+            .members
+            .iter()
+            .map(|m| json!({ "node_id": m.node_id, "address": m.address, "kind": m.kind }))
+            .collect();
+        json!({ "region": self.0.region, "log_index": self.0.log_index, "members": members })
+    }
+
+    fn table(&self) -> String {
+        let mut table = Table::new(&["REGION", "NODE", "ADDRESS", "KIND"]);
+        for m in &self.0.members {
+            table.row([self.0.region.clone(), m.node_id.to_string(), m.address.clone(), m.kind.clone()]);
+        }
+        table.render()
+    }
+}
+
 // ---------------------------------------------------------------------------- JSON shapes
 
 #[derive(Debug, Serialize)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use orgplane_model::{Region, Role};
 use orgplane_proto::v1;
+use orgplane_proto::v1::admin_service_client::AdminServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use tonic::{Request, Response, Status};
@@ -34,6 +35,7 @@ const LIST_ALL_PAGE_SIZE: u32 = 1000;
 pub struct Client {
     org: OrgServiceClient<Transport>,
     cluster: ClusterServiceClient<Transport>,
+    admin: AdminServiceClient<Transport>,
     options: Arc<ClientOptions>,
     endpoint: Arc<str>,
 }
@@ -55,10 +57,13 @@ impl Client {
         let org = OrgServiceClient::with_interceptor(channel.clone(), credentials.clone())
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
+        let admin = AdminServiceClient::with_interceptor(channel.clone(), credentials.clone())
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes);
         let cluster = ClusterServiceClient::with_interceptor(channel, credentials)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
-        Ok(Client { org, cluster, options: Arc::new(options), endpoint: endpoint.trim().into() })
+        Ok(Client { org, cluster, admin, options: Arc::new(options), endpoint: endpoint.trim().into() })
     }
 
     /// The endpoint as given.
@@ -363,6 +368,48 @@ impl Client {
             })
             .await?;
         Ok(response.regions)
+    }
+
+    // --------------------------------------------------------------------------- membership
+
+    /// Adds node `node_id` at `address` to `region`: it joins as a learner, catches up, and is
+    /// promoted to voter. The node must already run with `--join`. Safe to call again.
+    pub async fn add_node(&self, region: Region, node_id: u64, address: &str) -> Result<v1::Membership, ClientError> {
+        let message = v1::AddNodeRequest { region: region.to_string(), node_id, address: address.to_string() };
+        let response =
+            call_with_retries(&self.options, &self.endpoint, "add_node", CallKind::Read, None, message, |r| {
+                let mut admin = self.admin.clone();
+                async move { admin.add_node(r).await }
+            })
+            .await?;
+        required("add_node", "membership", response.membership)
+    }
+
+    /// Removes node `node_id` from `region`. Refused (FAILED_PRECONDITION) when the remaining
+    /// voters could not form a quorum. Sent once: a retry could report NOT_FOUND for a removal
+    /// that succeeded.
+    pub async fn remove_node(&self, region: Region, node_id: u64) -> Result<v1::Membership, ClientError> {
+        let mut request = Request::new(v1::RemoveNodeRequest { region: region.to_string(), node_id });
+        request.set_timeout(self.options.total_timeout);
+        let response = self.admin.clone().remove_node(request).await.map_err(|status| ClientError::Status {
+            rpc: "remove_node",
+            attempts: 1,
+            status: Box::new(status),
+            from_transport: false,
+        })?;
+        required("remove_node", "membership", response.into_inner().membership)
+    }
+
+    /// The membership of `region`.
+    pub async fn membership(&self, region: Region) -> Result<v1::Membership, ClientError> {
+        let message = v1::GetMembershipRequest { region: region.to_string() };
+        let response =
+            call_with_retries(&self.options, &self.endpoint, "get_membership", CallKind::Read, None, message, |r| {
+                let mut admin = self.admin.clone();
+                async move { admin.get_membership(r).await }
+            })
+            .await?;
+        required("get_membership", "membership", response.membership)
     }
 
     // --------------------------------------------------------------------------- plumbing

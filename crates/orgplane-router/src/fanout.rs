@@ -119,20 +119,24 @@ async fn fan_out(
     // The incoming deadline already keeps a reply margin back (see `Deadline::for_request`).
     let region_deadline = deadline.at_most(state.fanout_timeout);
 
-    let asks =
-        cursor.pending.iter().map(|(&region, region_token)| {
-            let ask = ListUserOrgsRequest { page_token: region_token.clone(), ..request.clone() };
-            let span = tracing::debug_span!("router.fanout.region", region = region.as_str());
-            async move {
-                let nodes = state.table.get(region)?;
-                nodes
-                    .call("ListUserOrgs", region_deadline, ask, true, |mut node, r| async move {
-                        node.list_user_orgs(r).await
-                    })
-                    .await
-            }
-            .instrument(span)
-        });
+    let asks = cursor.pending.iter().map(|(&region, region_token)| {
+        let ask = ListUserOrgsRequest { page_token: region_token.clone(), ..request.clone() };
+        let span = tracing::debug_span!("router.fanout.region", region = region.as_str());
+        async move {
+            let nodes = state.table.get(region)?;
+            nodes
+                .call(
+                    "ListUserOrgs",
+                    region_deadline,
+                    ask,
+                    true,
+                    |n: &crate::region::Node| n.org.clone(),
+                    |mut node, r| async move { node.list_user_orgs(r).await },
+                )
+                .await
+        }
+        .instrument(span)
+    });
     let answers = join_all(asks).await;
     merge(cursor, answers)
 }

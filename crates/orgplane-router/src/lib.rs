@@ -20,6 +20,7 @@
 //! - `org_service`: `OrgService` at the router; `fanout`: `ListUserOrgs` over every region
 //!   and its page token;
 //! - `cluster_service`: `ClusterService` at the router (status of every node, topology);
+//! - `admin_service`: `AdminService` (membership changes), routed by the region it names;
 //! - `server`: [`RouterApi`], [`router_services`] and [`run`] (with gRPC health and
 //!   reflection).
 
@@ -28,6 +29,7 @@
 pub mod config;
 pub mod error;
 
+mod admin_service;
 mod cluster_service;
 mod deadline;
 mod fanout;

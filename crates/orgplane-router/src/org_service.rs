@@ -12,6 +12,7 @@ use orgplane_proto::v1::*;
 use tonic::{Code, Request, Response, Status};
 
 use crate::deadline::Deadline;
+use crate::region::Node;
 use crate::route::Routed;
 use crate::server::RouterApi;
 use crate::stack::NodeService;
@@ -19,11 +20,26 @@ use crate::stack::NodeService;
 impl RouterApi {
     /// Routes one request to its region and returns the region's answer. Logs the method,
     /// region, status code and latency of every call, and nothing of its payload.
-    #[tracing::instrument(name = "router.route", skip_all, fields(rpc = R::RPC, region))]
     async fn route<R, Resp, F, Fut>(&self, request: Request<R>, send: F) -> Result<Response<Resp>, Status>
     where
         R: Routed,
         F: Fn(OrgServiceClient<NodeService>, Request<R>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        self.route_to(request, |node: &Node| node.org.clone(), send).await
+    }
+
+    /// [`Self::route`] with any of a node's clients, picked by `client`.
+    #[tracing::instrument(name = "router.route", skip_all, fields(rpc = R::RPC, region))]
+    pub(crate) async fn route_to<R, Resp, C, F, Fut>(
+        &self,
+        request: Request<R>,
+        client: impl Fn(&Node) -> C,
+        send: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        R: Routed,
+        F: Fn(C, Request<R>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let started = Instant::now();
@@ -36,7 +52,7 @@ impl RouterApi {
             tracing::Span::current().record("region", nodes.region.as_str());
             message.ensure_request_id();
             let retry_after_send_is_safe = message.retry_after_send_is_safe();
-            nodes.call(R::RPC, deadline, message, retry_after_send_is_safe, send).await
+            nodes.call(R::RPC, deadline, message, retry_after_send_is_safe, client, send).await
         }
         .await;
         let result = result.map(Response::new).map_err(Status::from);

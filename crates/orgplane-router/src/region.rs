@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use orgplane_model::Region;
+use orgplane_proto::v1::admin_service_client::AdminServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use tonic::metadata::MetadataMap;
@@ -56,6 +57,9 @@ impl RegionTable {
                     org: OrgServiceClient::new(service.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    admin: AdminServiceClient::new(service.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
                     cluster: ClusterServiceClient::new(service)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -91,6 +95,7 @@ impl RegionTable {
 pub(crate) struct Node {
     pub(crate) endpoint: String,
     pub(crate) org: OrgServiceClient<NodeService>,
+    pub(crate) admin: AdminServiceClient<NodeService>,
     pub(crate) cluster: ClusterServiceClient<NodeService>,
 }
 
@@ -125,17 +130,19 @@ impl RegionNodes {
     /// Sends `message` to the region with `send`, hinted node first, failing over to the other
     /// nodes as described in the module docs. Each attempt carries the deadline's remaining
     /// time as its `grpc-timeout` and is cut off when the deadline passes.
-    pub(crate) async fn call<Req, Resp, F, Fut>(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn call<Req, Resp, C, F, Fut>(
         &self,
         rpc: &'static str,
         deadline: Deadline,
         message: Req,
         retry_after_send_is_safe: bool,
+        client: impl Fn(&Node) -> C,
         send: F,
     ) -> Result<Resp, RouterError>
     where
         Req: Clone,
-        F: Fn(OrgServiceClient<NodeService>, tonic::Request<Req>) -> Fut,
+        F: Fn(C, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let region = self.region;
@@ -149,7 +156,7 @@ impl RegionNodes {
             let node = &self.nodes[next];
             let mut request = tonic::Request::new(message.clone());
             request.set_timeout(remaining);
-            let failure = match tokio::time::timeout(remaining, send(node.org.clone(), request)).await {
+            let failure = match tokio::time::timeout(remaining, send(client(node), request)).await {
                 Err(_elapsed) => break,
                 Ok(Ok(response)) => {
                     self.note_leader(response.metadata());

@@ -93,6 +93,33 @@ impl Routed for v1::ListOrgsRequest {
     }
 }
 
+/// Membership changes name their region. Adding a node is idempotent (the same id and address
+/// again is a no-op), so it may be sent twice; a removal sent twice could answer NOT_FOUND for a
+/// removal that succeeded, so it is sent again only when it never left the router.
+impl Routed for v1::AddNodeRequest {
+    const RPC: &'static str = "AddNode";
+    fn region_key(&self) -> Result<Region, RouterError> {
+        Ok(parse_region("region", &self.region)?)
+    }
+}
+
+impl Routed for v1::RemoveNodeRequest {
+    const RPC: &'static str = "RemoveNode";
+    fn region_key(&self) -> Result<Region, RouterError> {
+        Ok(parse_region("region", &self.region)?)
+    }
+    fn retry_after_send_is_safe(&mut self) -> bool {
+        false
+    }
+}
+
+impl Routed for v1::GetMembershipRequest {
+    const RPC: &'static str = "GetMembership";
+    fn region_key(&self) -> Result<Region, RouterError> {
+        Ok(parse_region("region", &self.region)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

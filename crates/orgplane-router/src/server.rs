@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orgplane_proto::v1::admin_service_server::AdminServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
 use tokio::net::TcpListener;
@@ -61,6 +62,7 @@ impl RouterApi {
 pub struct RouterServices {
     pub org: OrgServiceServer<RouterApi>,
     pub cluster: ClusterServiceServer<RouterApi>,
+    pub admin: AdminServiceServer<RouterApi>,
 }
 
 /// Builds the router's services from `config`, for embedding them in another server; [`run`]
@@ -69,6 +71,9 @@ pub fn router_services(config: &RouterConfig) -> Result<RouterServices, RouterEr
     let api = RouterApi::new(config)?;
     Ok(RouterServices {
         org: OrgServiceServer::new(api.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        admin: AdminServiceServer::new(api.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
         cluster: ClusterServiceServer::new(api)
@@ -131,6 +136,7 @@ pub async fn run(
         .add_service(reflection_v1alpha.build_v1alpha()?)
         .add_service(services.org)
         .add_service(services.cluster)
+        .add_service(services.admin)
         .serve_with_incoming_shutdown(incoming, signal);
     // Graceful shutdown waits for every open connection; an idle client must not keep the
     // router up, so calls get a grace period and then their connections are dropped.

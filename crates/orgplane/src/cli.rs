@@ -65,6 +65,10 @@ pub struct NodeArgs {
     /// Every node of the region: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
     #[arg(long, env = "ORGPLANE_PEERS")]
     pub peers: Option<String>,
+    /// Join an existing region (start empty and wait to be added with
+    /// `orgctl cluster add-node`) instead of forming a new one from --peers.
+    #[arg(long, env = "ORGPLANE_JOIN")]
+    pub join: bool,
 }
 
 /// `orgplane router`.
@@ -136,6 +140,9 @@ impl NodeArgs {
         config_file::set(&mut table, "node-id", node_id.map(|n| n as i64));
         config_file::set(&mut table, "listen", self.listen);
         config_file::set(&mut table, "data-dir", self.data_dir.map(|d| d.display().to_string()));
+        if self.join {
+            table.insert("join".into(), toml::Value::Boolean(true));
+        }
         if let Some(peers) = self.peers {
             let peers = orgplane_node::config::parse_peers(&peers)?;
             let peers: toml::Table =

@@ -113,6 +113,19 @@ async fn the_readme_tour_works_against_orgplane_dev() {
         }
         assert_eq!(status["regions"].as_array().map(Vec::len), Some(3), "{status}");
 
+        // Membership through the router: three voters per region; an unsafe removal is refused.
+        let members = ctl.json(&["cluster", "members", "--region", "apac"]);
+        let kinds: Vec<&str> =
+            members["members"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, vec!["voter"; 3], "{members}");
+        let bad = ctl.run(&["cluster", "add-node", "--region", "apac", "--node-id", "1", "--addr", "127.0.0.1:1"]);
+        assert!(!bad.status.success());
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("FAILED_PRECONDITION"),
+            "{}",
+            String::from_utf8_lossy(&bad.stderr)
+        );
+
         let deleted = ctl.run(&["org", "delete", &us_id]);
         assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
         let gone = ctl.run(&["org", "get", &us_id]);
