@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod faults;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
