@@ -61,7 +61,9 @@ timeout 20 docker info >/dev/null 2>&1 || die "cannot reach the Docker daemon"
 
 # 1. The image.
 started=$SECONDS
-if [[ $REBUILD -eq 1 ]] || ! docker image inspect "$TAG" >/dev/null 2>&1; then
+# The image and the host's orgctl come from the same build, so a missing orgctl (a fresh clone
+# on a machine that already has the image) rebuilds too.
+if [[ $REBUILD -eq 1 ]] || [[ ! -x "$ORGCTL" ]] || ! docker image inspect "$TAG" >/dev/null 2>&1; then
     ORGPLANE_IMAGE="$TAG" "$DEPLOY_DIR/build-image.sh" || die "the image did not build"
 else
     say "using the existing image $TAG (--rebuild to rebuild it)"
