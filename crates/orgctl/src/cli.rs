@@ -26,7 +26,8 @@ pub struct Cli {
 /// Flags every command takes, before or after the command name.
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct GlobalArgs {
-    /// The router (or region node) to talk to: HOST:PORT or http://HOST:PORT.
+    /// The router (or region node) to talk to: HOST:PORT, http://HOST:PORT or https://HOST:PORT
+    /// (TLS, verified against the system CA roots).
     #[arg(long, global = true, env = "ORGPLANE_ENDPOINT", default_value = DEFAULT_ENDPOINT, value_parser = parse_endpoint)]
     pub endpoint: String,
     /// How to print the answer: aligned columns for people, or one JSON document on stdout.
@@ -215,7 +216,7 @@ mod tests {
         check_refused("org list --region eu --page-size 1001", ErrorKind::ValueValidation);
         check_refused("org get eu-1 --timeout 0", ErrorKind::ValueValidation);
         check_refused("org get eu-1 --timeout soon", ErrorKind::ValueValidation);
-        check_refused("org get eu-1 --endpoint https://router:443", ErrorKind::ValueValidation);
+        check_refused("org get eu-1 --endpoint grpc://router:443", ErrorKind::ValueValidation);
         check_refused("org get eu-1 --output yaml", ErrorKind::InvalidValue);
         check_refused("org frobnicate", ErrorKind::InvalidSubcommand);
         check_refused("org", ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);

@@ -41,7 +41,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of `endpoint` (`HOST:PORT` or `http://HOST:PORT`) with default options.
+    /// A client of `endpoint` (`HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`) with
+    /// default options.
     ///
     /// Connects lazily: this fails only for a malformed endpoint; an unreachable server shows
     /// as UNAVAILABLE on the first call. Must be called inside a Tokio runtime.

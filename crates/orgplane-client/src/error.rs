@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 /// Why a client call, or building a client, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The endpoint text is not `HOST:PORT` or `http://HOST:PORT`.
+    /// The endpoint text is not `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`.
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: String },
     /// The bearer token cannot be sent as a gRPC metadata value.
@@ -104,7 +104,9 @@ impl ClientError {
     /// A short hint for a human: what the failure usually means and what to do next.
     pub fn hint(&self) -> &'static str {
         match self {
-            ClientError::InvalidEndpoint { .. } => "give the endpoint as HOST:PORT or http://HOST:PORT",
+            ClientError::InvalidEndpoint { .. } => {
+                "give the endpoint as HOST:PORT, http://HOST:PORT or https://HOST:PORT"
+            }
             ClientError::InvalidToken { .. } => "a token must be visible ASCII without spaces or control characters",
             ClientError::InvalidRequestId { .. } => {
                 "a request id is 1 to 128 visible ASCII characters; omit it to get a fresh one"

@@ -3,7 +3,7 @@
 
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 use crate::error::ClientError;
@@ -13,8 +13,8 @@ use crate::options::ClientOptions;
 /// adds credentials. The raw clients of [`crate::Client::org_service`] run over it.
 pub type Transport = InterceptedService<Channel, Credentials>;
 
-/// Turns `HOST:PORT` or `http://HOST:PORT` into the URI tonic wants. `https://` is refused
-/// until the client gets TLS support.
+/// Turns `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT` into the URI tonic wants.
+/// A bare `HOST:PORT` is plaintext.
 pub fn endpoint_uri(endpoint: &str) -> Result<String, ClientError> {
     let invalid =
         |reason: &str| ClientError::InvalidEndpoint { endpoint: endpoint.to_string(), reason: reason.to_string() };
@@ -22,15 +22,13 @@ pub fn endpoint_uri(endpoint: &str) -> Result<String, ClientError> {
     if text.is_empty() {
         return Err(invalid("is empty"));
     }
-    let uri = if let Some(rest) = text.strip_prefix("http://") {
+    let uri = if let Some(rest) = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://")) {
         if rest.is_empty() {
             return Err(invalid("has no host"));
         }
         text.to_string()
-    } else if text.starts_with("https://") {
-        return Err(invalid("https is not supported yet; use http://HOST:PORT"));
     } else if text.contains("://") {
-        return Err(invalid("the only scheme supported is http"));
+        return Err(invalid("the only schemes supported are http and https"));
     } else {
         format!("http://{text}")
     };
@@ -48,8 +46,16 @@ pub fn endpoint_uri(endpoint: &str) -> Result<String, ClientError> {
 /// Needs a Tokio runtime (tonic spawns the channel's worker task).
 pub(crate) fn lazy_channel(endpoint: &str, options: &ClientOptions) -> Result<Channel, ClientError> {
     let uri = endpoint_uri(endpoint)?;
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| ClientError::InvalidEndpoint { endpoint: endpoint.to_string(), reason: e.to_string() })?;
+    let invalid = |e: tonic::transport::Error| ClientError::InvalidEndpoint {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    };
+    let tls = uri.starts_with("https://");
+    let mut endpoint = Endpoint::from_shared(uri).map_err(invalid)?;
+    if tls {
+        // The server is verified against the system's CA roots and the endpoint's host name.
+        endpoint = endpoint.tls_config(ClientTlsConfig::new().with_native_roots()).map_err(invalid)?;
+    }
     Ok(endpoint
         // A dead host fails the attempt quickly instead of using up the request timeout.
         .connect_timeout(options.connect_timeout)
@@ -116,10 +122,29 @@ mod tests {
         check("[::1]:50051", Ok("http://[::1]:50051"));
         check("", Err("is empty"));
         check("http://", Err("has no host"));
-        check("https://router:443", Err("https is not supported yet"));
-        check("grpc://router:1", Err("only scheme"));
+        check("https://router:443", Ok("https://router:443"));
+        check("https://", Err("has no host"));
+        check("grpc://router:1", Err("only schemes"));
         check("router:1/path", Err("must not have a path"));
         check("a b:1", Err("is not HOST:PORT"));
+    }
+
+    /// An https endpoint speaks TLS: the first byte the server sees is a TLS handshake record
+    /// (0x16), where a plaintext HTTP/2 client would send its preface ("PRI ...").
+    #[tokio::test]
+    async fn https_endpoints_speak_tls() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let first_byte = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.read_u8().await.unwrap()
+        });
+        let options = ClientOptions { max_retries: 0, ..ClientOptions::default() };
+        let client = crate::Client::with_options(&format!("https://localhost:{}", addr.port()), options).unwrap();
+        let call = tokio::time::timeout(std::time::Duration::from_secs(10), client.topology());
+        let (_, byte) = tokio::join!(call, first_byte);
+        assert_eq!(byte.unwrap(), 0x16, "a TLS ClientHello");
     }
 
     #[test]
