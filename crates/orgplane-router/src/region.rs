@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use orgplane_model::Region;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
@@ -126,10 +127,27 @@ enum Failure {
     Answer(Status),
 }
 
+/// The shortest share of the budget an attempt gets before the router moves on to another
+/// node: long enough for a leader election and a commit, so a slow but live region is not
+/// abandoned needlessly.
+const MIN_ATTEMPT_BUDGET: Duration = Duration::from_millis(1500);
+
+/// How long one attempt may take. When the call may be sent again and other nodes remain, the
+/// attempt gets a share of what remains (at least [`MIN_ATTEMPT_BUDGET`]), so a node that
+/// accepts the connection but never answers (paused, partitioned after connecting) does not
+/// use up the whole deadline; otherwise it gets everything that remains.
+fn attempt_budget(remaining: Duration, untried_after_this: usize, retry_after_send_is_safe: bool) -> Duration {
+    if !retry_after_send_is_safe || untried_after_this == 0 {
+        return remaining;
+    }
+    let share = remaining / (untried_after_this as u32 + 1);
+    share.max(MIN_ATTEMPT_BUDGET).min(remaining)
+}
+
 impl RegionNodes {
     /// Sends `message` to the region with `send`, hinted node first, failing over to the other
-    /// nodes as described in the module docs. Each attempt carries the deadline's remaining
-    /// time as its `grpc-timeout` and is cut off when the deadline passes.
+    /// nodes as described in the module docs. Each attempt carries its budget (see
+    /// [`attempt_budget`]) as its `grpc-timeout` and is cut off when it passes.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn call<Req, Resp, C, F, Fut>(
         &self,
@@ -154,9 +172,14 @@ impl RegionNodes {
             let Some(remaining) = deadline.remaining() else { break };
             tried[next] = true;
             let node = &self.nodes[next];
+            let untried = tried.iter().filter(|t| !**t).count();
+            let budget = attempt_budget(remaining, untried, retry_after_send_is_safe);
             let mut request = tonic::Request::new(message.clone());
-            request.set_timeout(remaining);
-            let failure = match tokio::time::timeout(remaining, send(client(node), request)).await {
+            request.set_timeout(budget);
+            let failure = match tokio::time::timeout(budget, send(client(node), request)).await {
+                Err(_elapsed) if budget < remaining => {
+                    Failure::Unavailable { reason: format!("no answer within {} ms", budget.as_millis()) }
+                }
                 Err(_elapsed) => break,
                 Ok(Ok(response)) => {
                     self.note_leader(response.metadata());
@@ -164,7 +187,13 @@ impl RegionNodes {
                 }
                 Ok(Err(status)) => {
                     self.note_leader(status.metadata());
-                    classify(status)
+                    match classify(status) {
+                        // tonic enforces the attempt's grpc-timeout itself.
+                        Failure::TimedOut if budget < remaining => {
+                            Failure::Unavailable { reason: format!("no answer within {} ms", budget.as_millis()) }
+                        }
+                        failure => failure,
+                    }
                 }
             };
             tracing::debug!(rpc, region = region.as_str(), node = %node.endpoint, attempt, failure = failure.kind(), "attempt failed");
@@ -310,6 +339,19 @@ fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_budgets_share_the_deadline_only_when_moving_on_is_safe() {
+        let secs = Duration::from_secs;
+        let check = |remaining, untried, safe, expected: Duration| {
+            assert_eq!(attempt_budget(remaining, untried, safe), expected, "{remaining:?} {untried} {safe}");
+        };
+        check(secs(9), 2, true, secs(3));
+        check(secs(9), 0, true, secs(9));
+        check(secs(9), 2, false, secs(9));
+        check(secs(2), 2, true, Duration::from_millis(1500));
+        check(Duration::from_millis(800), 2, true, Duration::from_millis(800));
+    }
     use crate::stack::{NodeCallError, StackSettings};
     use std::time::Duration;
     use tower::BoxError;

@@ -193,6 +193,29 @@ async fn a_region_that_never_answers_is_deadline_exceeded_within_the_deadline() 
 }
 
 #[tokio::test]
+async fn a_node_that_accepts_but_never_answers_does_not_use_up_the_deadline() {
+    let frozen = FakeNode::start(Region::Eu, 1).await;
+    frozen.hang();
+    let live = FakeNode::start(Region::Eu, 2).await;
+    let mut router = TestRouter::start(test_config(&[(Region::Eu, vec![frozen.endpoint(), live.endpoint()])])).await;
+
+    // The frozen node is tried first; the read moves on to the live node after its share of
+    // the deadline instead of waiting for all of it.
+    let started = Instant::now();
+    let read = router.org.get_org(with_deadline(get_org(&org_id(Region::Eu, 1)), Duration::from_secs(6)));
+    bounded("GetOrg", read).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(frozen.seen_count(), 1);
+    assert_eq!(live.seen_count(), 1);
+
+    // A write with a request id may move on the same way (the region applies it once).
+    let write =
+        router.org.add_member(with_deadline(add_member(&org_id(Region::Eu, 1), "u", "rid-1"), Duration::from_secs(6)));
+    bounded("AddMember", write).await.unwrap();
+    router.stop().await;
+}
+
+#[tokio::test]
 async fn fan_out_answers_with_the_regions_that_answered_and_says_which_did_not() {
     let us = FakeNode::start(Region::Us, 1).await;
     us.add_user_orgs(2);
