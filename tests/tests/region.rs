@@ -42,6 +42,19 @@ async fn member_ids(region: &TestRegion, via: u64, org_id: &str) -> BTreeSet<Str
     }
 }
 
+/// How many members node `via` has for the org in its own state (a local read: no leader is
+/// asked, so this shows what that replica itself holds).
+async fn local_member_count(region: &TestRegion, via: u64, org_id: &str) -> usize {
+    let mut c = region.client(via).await;
+    let page = ListMembersRequest {
+        org_id: org_id.into(),
+        page_size: 1000,
+        page_token: String::new(),
+        consistency: ReadConsistency::Local as i32,
+    };
+    c.list_members(page).await.expect("local list members").into_inner().members.len()
+}
+
 fn add(org_id: &str, user: &str, request_id: &str) -> AddMemberRequest {
     AddMemberRequest {
         org_id: org_id.into(),
@@ -197,18 +210,11 @@ async fn losing_the_leader_loses_no_acknowledged_write() {
     region.restart(leader).await;
     let index = region.raft(new_leader).metrics().borrow().last_applied.unwrap().index;
     region.wait_applied(leader, index).await;
-    let mut c = region.client(leader).await;
-    let local = c
-        .list_members(ListMembersRequest {
-            org_id: org.id.clone(),
-            page_size: 1000,
-            page_token: String::new(),
-            consistency: ReadConsistency::Local as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(local.members.len(), 120, "restarted node has every write in its own state");
+    assert_eq!(
+        local_member_count(&region, leader, &org.id).await,
+        120,
+        "restarted node has every write in its own state"
+    );
     region.shutdown().await;
 }
 
@@ -247,18 +253,7 @@ async fn a_node_that_missed_compacted_log_catches_up_by_snapshot() {
     // The entries it missed are gone from every log, so only a snapshot can have brought them.
     let snapshot_index = lag.snapshot.map(|s| s.index).unwrap_or(0);
     assert!(snapshot_index >= leader_purged, "the lagging node installed a snapshot covering the purged log: {lag:?}");
-    let mut lc = region.client(lagger).await;
-    let local = lc
-        .list_members(ListMembersRequest {
-            org_id: org.id.clone(),
-            page_size: 1000,
-            page_token: String::new(),
-            consistency: ReadConsistency::Local as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(local.members.len(), 100);
+    assert_eq!(local_member_count(&region, lagger, &org.id).await, 100);
     region.shutdown().await;
 }
 
