@@ -18,6 +18,9 @@ fn members(m: &Membership) -> Vec<(u64, String)> {
     m.members.iter().map(|c| (c.node_id, c.kind.clone())).collect()
 }
 
+/// Acknowledged writes awaited before and after every membership change.
+const WRITES_PER_STEP: usize = 10;
+
 /// What a writer saw: the users it got acknowledged, and its longest run without success.
 struct Writer {
     acked: Vec<String>,
@@ -30,6 +33,7 @@ async fn write_until(
     live: Arc<Mutex<Vec<String>>>,
     w: usize,
     stop: Arc<tokio::sync::Notify>,
+    acks: Arc<tokio::sync::watch::Sender<usize>>,
 ) -> Writer {
     let mut acked = Vec::new();
     let mut longest_outage = Duration::ZERO;
@@ -57,6 +61,7 @@ async fn write_until(
                     longest_outage = longest_outage.max(last_ok.elapsed());
                     last_ok = Instant::now();
                     acked.push(user);
+                    acks.send_modify(|n| *n += 1);
                     break;
                 }
                 // Same request id on every attempt: the write applies once.
@@ -94,8 +99,23 @@ async fn every_node_replaced_one_at_a_time_under_load_loses_nothing() {
 
     let live = Arc::new(Mutex::new(region.peers.values().cloned().collect::<Vec<_>>()));
     let stop = Arc::new(tokio::sync::Notify::new());
-    let writers: Vec<_> =
-        (0..3).map(|w| tokio::spawn(write_until(org.id.clone(), live.clone(), w, stop.clone()))).collect();
+    let acks = Arc::new(tokio::sync::watch::Sender::new(0usize));
+    let writers: Vec<_> = (0..3)
+        .map(|w| tokio::spawn(write_until(org.id.clone(), live.clone(), w, stop.clone(), acks.clone())))
+        .collect();
+    // Every change happens while writes are being acknowledged, however fast the change is.
+    let mut seen = acks.subscribe();
+    let more_writes = |seen: &mut tokio::sync::watch::Receiver<usize>| {
+        let target = *seen.borrow() + WRITES_PER_STEP;
+        let mut seen = seen.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), seen.wait_for(|n| *n >= target))
+                .await
+                .expect("writes go on during membership changes")
+                .expect("writers alive");
+        }
+    };
+    more_writes(&mut seen).await;
 
     for old in 1..=3u64 {
         let new = old + 3;
@@ -110,6 +130,7 @@ async fn every_node_replaced_one_at_a_time_under_load_loses_nothing() {
             .unwrap();
         assert!(members(&added).contains(&(new, "voter".into())), "{added:?}");
         live.lock().unwrap().push(addr);
+        more_writes(&mut seen).await;
 
         let removed = admin(&via)
             .remove_node(RemoveNodeRequest { region: "eu".into(), node_id: old })
@@ -123,6 +144,7 @@ async fn every_node_replaced_one_at_a_time_under_load_loses_nothing() {
         live.lock().unwrap().retain(|a| *a != old_addr);
         region.stop(old).await;
         region.leader().await;
+        more_writes(&mut seen).await;
     }
 
     stop.notify_waiters();
@@ -136,7 +158,7 @@ async fn every_node_replaced_one_at_a_time_under_load_loses_nothing() {
         );
         acked.extend(writer.acked);
     }
-    assert!(acked.len() > 30, "the load was steady: {} writes", acked.len());
+    assert!(acked.len() >= 7 * WRITES_PER_STEP, "the load was steady: {} writes", acked.len());
 
     let leader = region.leader().await;
     assert!(leader > 3, "only new nodes remain");
