@@ -1,0 +1,1 @@
+//! Prometheus metrics and their HTTP endpoint (`--metrics-listen`).

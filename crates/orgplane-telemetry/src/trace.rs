@@ -1,0 +1,1 @@
+//! Tracing: log output (text or JSON), W3C trace context, optional OTLP export.
