@@ -1,5 +1,6 @@
-//! Linearizable reads by read index. A reader asks for a read index: the index of the last
-//! write committed when the leader last confirmed, with a quorum, that it still leads. Once this
+//! Linearizable reads by read index. A reader asks for a read index: the leader's last log
+//! index once it has confirmed, with a quorum, that it still leads (never below any committed
+//! write; see `local_read_index` for why not openraft's commit-based read log id). Once this
 //! replica has applied up to it, a read of the local state sees every write acknowledged before
 //! the read began.
 //!
@@ -96,7 +97,19 @@ async fn read_index_round(link: &LeaderLink, timeout: Duration) -> Result<u64, R
 /// The read index on this node, which believes it leads: confirmed by a heartbeat round.
 pub(crate) async fn local_read_index(raft: &Raft) -> Attempt<u64> {
     match raft.get_read_log_id().await {
-        Ok((read_log_id, _applied)) => Attempt::Done(read_log_id.map(|l| l.index).unwrap_or(0)),
+        // openraft's read log id is max(the leader's first entry of its term, its commit
+        // index). A leader killed and restarted before its followers time out comes back as
+        // leader of the same term at once (openraft 0.9 `Engine::startup`), with its commit
+        // index rebuilt from its last applied entry: entries it had committed and
+        // acknowledged just before the crash, whose commit the followers never heard of, are
+        // then above both, and a read at that index misses acknowledged writes (the fault
+        // suite's kill -9 scenario caught exactly this). The leader's last log index, taken
+        // once leadership is confirmed, is never below any committed entry: waiting for it to
+        // be applied costs at most the entries in flight, and no read misses a write.
+        Ok((read_log_id, _applied)) => {
+            let last_log_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
+            Attempt::Done(read_log_id.map(|l| l.index).unwrap_or(0).max(last_log_index))
+        }
         Err(RaftError::APIError(e)) => Attempt::Retry(e.to_string()),
         Err(RaftError::Fatal(_)) => Attempt::Stopped,
     }
