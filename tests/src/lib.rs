@@ -4,7 +4,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod faults;
+pub mod scrape;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,6 +43,18 @@ pub fn test_timings(config: &mut NodeConfig) {
 impl TestRegion {
     /// Starts `n` nodes of `region` on fresh loopback ports; `tune` adjusts each node's config.
     pub async fn start(region: Region, n: u64, tune: fn(&mut NodeConfig)) -> TestRegion {
+        TestRegion::start_seeded(region, n, tune, |_, _, _| {}).await
+    }
+
+    /// Like [`TestRegion::start`], but first calls `seed` with each node's id, (absent) data
+    /// directory and the region's peers, before any node starts: to restore the nodes of a new
+    /// cluster from a backup, for example.
+    pub async fn start_seeded(
+        region: Region,
+        n: u64,
+        tune: fn(&mut NodeConfig),
+        mut seed: impl FnMut(u64, &std::path::Path, &BTreeMap<u64, String>),
+    ) -> TestRegion {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
@@ -50,6 +64,9 @@ impl TestRegion {
         let peers: BTreeMap<u64, String> =
             listeners.iter().map(|(id, l)| (*id, l.local_addr().unwrap().to_string())).collect();
         let mut region = TestRegion { region, peers, dir, running: BTreeMap::new(), tune };
+        for id in listeners.keys() {
+            seed(*id, &region.data_dir(*id), &region.peers);
+        }
         for (id, listener) in listeners {
             region.spawn(id, listener).await;
         }
@@ -116,6 +133,11 @@ impl TestRegion {
 
     pub fn raft(&self, id: u64) -> &Raft {
         &self.running[&id].raft
+    }
+
+    /// Where node `id` serves `GET /metrics`, when `tune` gave it a `metrics_listen`.
+    pub fn metrics_addr(&self, id: u64) -> Option<std::net::SocketAddr> {
+        self.running[&id].metrics_addr
     }
 
     pub fn running_ids(&self) -> Vec<u64> {

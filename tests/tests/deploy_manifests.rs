@@ -327,9 +327,14 @@ fn router_template_lists_every_key_with_its_default() {
     config.validate().expect("the template's config is valid");
     assert_eq!(
         config,
-        RouterConfig { regions: config.regions.clone(), ..RouterConfig::default() },
-        "every key but regions holds its default"
+        RouterConfig {
+            regions: config.regions.clone(),
+            metrics_listen: config.metrics_listen,
+            ..RouterConfig::default()
+        },
+        "every key but regions (no default) and metrics-listen (off by default) holds its default"
     );
+    assert!(config.metrics_listen.is_some(), "the template shows metrics-listen");
 }
 
 #[test]
@@ -343,7 +348,11 @@ fn node_template_lists_every_key_with_its_default() {
         NodeConfig::new(config.region, config.node_id, config.listen, config.data_dir.clone(), config.peers.clone());
     let defaults = toml::Table::try_from(&defaults).expect("a node config serializes");
     for (key, value) in &table {
-        assert_eq!(Some(value), defaults.get(key), "node.template.toml: {key} is not the default");
+        match defaults.get(key) {
+            Some(default) => assert_eq!(value, default, "node.template.toml: {key} is not the default"),
+            // An optional key with no default (off unless set) is shown with an example value.
+            None => assert_eq!(key, "metrics-listen", "node.template.toml: {key} has no default"),
+        }
     }
 }
 
@@ -406,12 +415,20 @@ fn resolve_port(port: &Yaml, container: &Yaml, context: &str) -> u16 {
     }
 }
 
-/// Checks what every orgplane pod shares: the image, the serving port declared, probes on it,
-/// resources, and running as the image's non-root user.
-fn check_pod(pod: &Yaml, container: &Yaml, port: u16, context: &str) {
+/// Checks what every orgplane pod shares: the image, the serving port (and the metrics port, when
+/// `--metrics-listen` is given) declared, probes on the serving port, Prometheus's scrape
+/// annotations naming the metrics port, resources, and running as the image's non-root user.
+fn check_pod(template: &Yaml, container: &Yaml, port: u16, metrics_port: Option<u16>, context: &str) {
+    let pod = at(template, "spec");
     assert_eq!(text(container, "image"), IMAGE, "{context}: image");
     let ports: Vec<u16> = list(container, "ports").iter().map(|p| int(p, "containerPort") as u16).collect();
-    assert_eq!(ports, vec![port], "{context}: container ports vs --listen");
+    let expected: Vec<u16> = std::iter::once(port).chain(metrics_port).collect();
+    assert_eq!(ports, expected, "{context}: container ports vs --listen and --metrics-listen");
+    if let Some(metrics_port) = metrics_port {
+        let annotations = string_map(template, "metadata.annotations");
+        assert_eq!(annotations.get("prometheus.io/scrape").map(String::as_str), Some("true"), "{context}: scrape");
+        assert_eq!(annotations.get("prometheus.io/port"), Some(&metrics_port.to_string()), "{context}: scrape port");
+    }
     assert_eq!(
         resolve_port(at(container, "readinessProbe.grpc.port"), container, context),
         port,
@@ -478,7 +495,8 @@ fn kubernetes_runs_a_statefulset_per_region_and_a_router() {
             "{context}: a second StatefulSet for region {}",
             config.region
         );
-        check_pod(pod, container, port, &context);
+        let metrics_port = config.metrics_listen.map(|a| a.port());
+        check_pod(at(sts, "spec.template"), container, port, metrics_port, &context);
 
         // The data dir is on a volume claim of its own.
         let claims: Vec<&str> =
@@ -541,7 +559,7 @@ fn kubernetes_runs_a_statefulset_per_region_and_a_router() {
     }
     assert_eq!(config.regions.len(), 3, "{context}: every region");
     let port = config.listen.port();
-    check_pod(pod, container, port, &context);
+    check_pod(at(router, "spec.template"), container, port, config.metrics_listen.map(|a| a.port()), &context);
     assert!(at(container, "livenessProbe.grpc").as_hash().is_some(), "{context}: liveness on gRPC health");
 
     let services: Vec<(&str, &Yaml)> =

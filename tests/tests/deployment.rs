@@ -15,6 +15,7 @@ async fn start(dir: &std::path::Path) -> DevDeployment {
         listen: "127.0.0.1:0".parse().unwrap(),
         node_base_port: 0,
         nodes_per_region: 3,
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
     })
     .await
     .expect("dev deployment starts")

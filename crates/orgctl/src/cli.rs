@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cmd::backup::BackupArgs;
 use crate::cmd::cluster::ClusterCommand;
 use crate::cmd::member::MemberCommand;
 use crate::cmd::org::OrgCommand;
@@ -31,7 +32,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "ORGPLANE_ENDPOINT", default_value = DEFAULT_ENDPOINT, value_parser = parse_endpoint)]
     pub endpoint: String,
     /// How to print the answer: aligned columns for people, or one JSON document on stdout.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// The longest a call may take, retries included, in seconds (fractions allowed).
     /// Default: 5 s per attempt, 15 s in all.
@@ -65,6 +66,8 @@ pub enum Command {
     /// The deployment: regions, nodes, leaders.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Write a consistent backup of a region to a file (restore it with `orgplane restore`).
+    Backup(BackupArgs),
 }
 
 fn parse_endpoint(text: &str) -> Result<String, String> {
@@ -187,12 +190,21 @@ mod tests {
             Command::User(UserCommand::Orgs { user: "alice".into(), page_size: None, page_token: None, all: false }),
         );
         check("cluster status", Command::Cluster(ClusterCommand::Status));
+        check(
+            "backup --region eu -o /b/eu.opb --output json",
+            Command::Backup(BackupArgs { region: Region::Eu, file: "/b/eu.opb".into(), force: false }),
+        );
+        check(
+            "backup --region US --file eu.opb --force",
+            Command::Backup(BackupArgs { region: Region::Us, file: "eu.opb".into(), force: true }),
+        );
         check("cluster topology", Command::Cluster(ClusterCommand::Topology));
     }
 
     #[test]
     fn parses_global_flags_anywhere() {
-        let cli = parse("--endpoint http://10.0.0.1:7000 org get eu-1 -o json --timeout 2.5 --token abc").unwrap();
+        let cli =
+            parse("--endpoint http://10.0.0.1:7000 org get eu-1 --output json --timeout 2.5 --token abc").unwrap();
         assert_eq!(
             cli.global,
             GlobalArgs {
@@ -220,6 +232,9 @@ mod tests {
         check_refused("org get eu-1 --output yaml", ErrorKind::InvalidValue);
         check_refused("org frobnicate", ErrorKind::InvalidSubcommand);
         check_refused("org", ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+        check_refused("backup --region eu", ErrorKind::MissingRequiredArgument);
+        check_refused("backup --region eu -o eu.opb --output yaml", ErrorKind::InvalidValue);
+        check_refused("backup --region mars -o eu.opb", ErrorKind::ValueValidation);
     }
 
     #[test]

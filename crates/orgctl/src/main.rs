@@ -11,19 +11,22 @@
 //! - `ORGPLANE_LOG` (a tracing filter, for example `debug`) logs retries and the like to stderr.
 //!
 //! Layout: [`cli`] (global flags and command groups), [`cmd`] (one module per group: its
-//! arguments and logic), [`output`] (tables and JSON).
+//! arguments and logic), [`output`] (tables and JSON), [`error`] (what a failed command
+//! reports).
 
 #![forbid(unsafe_code)]
 
 mod cli;
 mod cmd;
+mod error;
 mod output;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use orgplane_client::ClientError;
+
+use crate::error::CommandError;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         let client = cmd::client(&cli.global)?;
         cmd::run(&client, cli.command).await
     });
+    let answer: Result<_, CommandError> = answer;
     match answer {
         Ok(answer) => {
             match output::print(answer.as_ref(), format, &mut io::stdout().lock(), &mut io::stderr().lock()) {
@@ -57,14 +61,10 @@ fn main() -> ExitCode {
 }
 
 /// Prints `err` with its hint and returns the exit code.
-fn report(err: &ClientError, stderr: &mut dyn Write) -> ExitCode {
+fn report(err: &CommandError, stderr: &mut dyn Write) -> ExitCode {
     // Nothing to do if stderr itself is gone.
     let _ = writeln!(stderr, "error: {}: {}\nhint: {}", err.code_name(), err.message(), err.hint());
-    if err.is_local() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::from(1)
-    }
+    ExitCode::from(err.exit_code())
 }
 
 /// Logs to stderr, filtered by `ORGPLANE_LOG` (default: warnings only).

@@ -362,6 +362,41 @@ impl Render for MembershipView {
     }
 }
 
+/// A backup written to a file.
+pub struct BackupWritten {
+    pub file: std::path::PathBuf,
+    pub summary: orgplane_backup::BackupSummary,
+}
+
+impl Render for BackupWritten {
+    fn json(&self) -> Value {
+        let header = &self.summary.header;
+        json!({
+            "file": self.file.display().to_string(),
+            "region": header.region.as_str(),
+            "log_index": header.log_index,
+            "log_term": header.log_term,
+            "created_at_ms": header.created_at_ms,
+            "node_id": header.node_id,
+            "data_bytes": header.data_bytes,
+            "file_bytes": self.summary.file_bytes,
+            "data_crc32": format!("{:08x}", self.summary.data_crc32),
+        })
+    }
+
+    fn table(&self) -> String {
+        let header = &self.summary.header;
+        key_values(&[
+            ("file", self.file.display().to_string()),
+            ("region", header.region.to_string()),
+            ("log index", format!("{} (term {})", header.log_index, header.log_term)),
+            ("taken", format!("{} by node {}", format_time_ms(header.created_at_ms), header.node_id)),
+            ("size", format!("{} bytes ({} of data)", self.summary.file_bytes, header.data_bytes)),
+            ("data crc32", format!("{:08x}", self.summary.data_crc32)),
+        ])
+    }
+}
+
 // ---------------------------------------------------------------------------- JSON shapes
 
 #[derive(Debug, Serialize)]

@@ -126,6 +126,8 @@ impl Target {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
             node_base_port: 0,
             nodes_per_region: EMBEDDED_NODES,
+            // The benchmark measures the router without anyone scraping it.
+            metrics_listen: None,
         };
         let deployment = orgplane::dev::start(config).await.context("the dev deployment did not start")?;
         let region_endpoints: BTreeMap<Region, Vec<String>> =

@@ -1,5 +1,5 @@
-//! [`Client`]: one typed method per RPC of `OrgService` and `ClusterService`, each sent
-//! through the retry loop of [`crate::retry`].
+//! [`Client`]: one typed method per RPC of `OrgService`, `ClusterService` and `AdminService`,
+//! each sent through the retry loop of [`crate::retry`].
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -12,6 +12,7 @@ use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use tonic::{Request, Response, Status};
 
+use crate::backup::BackupStream;
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 use crate::retry::{call_with_retries, CallKind};
@@ -411,6 +412,26 @@ impl Client {
             })
             .await?;
         required("get_membership", "membership", response.membership)
+    }
+
+    // --------------------------------------------------------------------------- backup
+
+    /// Starts a backup of `region`: a consistent copy of its state at a log index that holds
+    /// every write acknowledged before this call. Starting is retried like a read; once the
+    /// header arrived, the stream is read with [`BackupStream::next_data`]. Each message must
+    /// arrive within the request timeout; the stream as a whole has no deadline.
+    pub async fn backup(&self, region: Region) -> Result<BackupStream, ClientError> {
+        let message = v1::BackupRequest { region: region.to_string() };
+        let messages = call_with_retries(&self.options, &self.endpoint, "backup", CallKind::Read, None, message, |r| {
+            let mut request = r;
+            // Each attempt's start is bounded by the retry loop's own timer. A `grpc-timeout`
+            // would bound the whole stream, which may rightly take longer than one attempt.
+            request.metadata_mut().remove("grpc-timeout");
+            let mut admin = self.admin.clone();
+            async move { admin.backup(request).await }
+        })
+        .await?;
+        BackupStream::start(messages, self.options.request_timeout).await
     }
 
     // --------------------------------------------------------------------------- plumbing

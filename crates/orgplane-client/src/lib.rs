@@ -22,6 +22,7 @@
 //!
 //! Layout:
 //! - [`client`] holds [`Client`], one method per RPC;
+//! - [`backup`] holds [`BackupStream`], a region's backup as it arrives, checked as it goes;
 //! - [`types`] holds [`RequestId`], [`Consistency`], [`PageRequest`], [`Page`], [`OrgRead`] and
 //!   [`UserOrgs`];
 //! - [`options`] holds [`ClientOptions`];
@@ -32,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod client;
 pub mod error;
 pub mod options;
@@ -42,6 +44,7 @@ pub mod types;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use backup::BackupStream;
 pub use client::Client;
 pub use error::{code_name, hint_for_code, ClientError};
 pub use options::{ClientOptions, DEFAULT_MAX_MESSAGE_BYTES};

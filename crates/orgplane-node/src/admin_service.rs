@@ -207,6 +207,15 @@ pub fn membership_of(region: &str, metrics: &RaftMetrics<NodeId, BasicNode>) -> 
     Membership { region: region.into(), members, log_index: stored.log_id().map(|l| l.index).unwrap_or(0) }
 }
 
+/// A call handed to the leader joins the caller's trace with this node's span as its parent,
+/// in place of the `traceparent` the caller sent.
+fn to_leader<T>(mut request: Request<T>) -> Request<T> {
+    let mut headers = std::mem::take(request.metadata_mut()).into_headers();
+    orgplane_telemetry::trace::inject_traceparent(&mut headers);
+    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+    request
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminServiceImpl {
     #[tracing::instrument(name = "node.admin.add_node", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
@@ -220,7 +229,7 @@ impl AdminService for AdminServiceImpl {
             return Err(Status::invalid_argument(format!("invalid address {:?}: expected host:port", req.address)));
         }
         if let Some(mut leader) = self.leader_client()? {
-            return leader.add_node(request).await;
+            return leader.add_node(to_leader(request)).await;
         }
         let membership = self.add_as_leader(req.node_id, req.address).await?;
         Ok(self.core.reply(AddNodeResponse { membership: Some(membership) }))
@@ -231,7 +240,7 @@ impl AdminService for AdminServiceImpl {
         let req = request.get_ref().clone();
         self.check_region(&req.region)?;
         if let Some(mut leader) = self.leader_client()? {
-            return leader.remove_node(request).await;
+            return leader.remove_node(to_leader(request)).await;
         }
         let membership = self.remove_as_leader(req.node_id).await?;
         Ok(self.core.reply(RemoveNodeResponse { membership: Some(membership) }))
@@ -246,5 +255,13 @@ impl AdminService for AdminServiceImpl {
             self.check_region(&req.region)?;
         }
         Ok(self.core.reply(GetMembershipResponse { membership: Some(self.membership()) }))
+    }
+
+    type BackupStream = crate::backup::BackupStream;
+
+    #[tracing::instrument(name = "node.admin.backup", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
+    async fn backup(&self, request: Request<BackupRequest>) -> Result<Response<Self::BackupStream>, Status> {
+        let stream = crate::backup::start_backup(&self.core, &request.get_ref().region).await?;
+        Ok(self.core.reply(stream))
     }
 }

@@ -54,6 +54,16 @@ pub struct NodeConfig {
     /// The largest gRPC message accepted or sent.
     #[serde(default = "defaults::max_message_bytes")]
     pub max_message_bytes: usize,
+    /// The OpenTelemetry collector to export spans to over OTLP/gRPC (`http://host:4317`).
+    /// Empty (the default): the standard `OTEL_EXPORTER_OTLP_ENDPOINT` if set, else no export
+    /// and no exporter at all; logs carry the trace ids either way.
+    #[serde(default)]
+    pub otlp_endpoint: String,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP), apart from the gRPC
+    /// port so it can be opened to the monitoring network only. None (the default) serves no
+    /// metrics; port 0 picks one (tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// TOML table keys are strings; the peer table's keys are node ids.
@@ -122,6 +132,10 @@ pub enum ConfigError {
     BadTimeouts { heartbeat_ms: u64, min_ms: u64, max_ms: u64 },
     #[error("{field} must be greater than zero")]
     Zero { field: &'static str },
+    #[error("invalid otlp-endpoint {endpoint:?}: {reason}")]
+    BadOtlpEndpoint { endpoint: String, reason: String },
+    #[error("metrics-listen {addr} is the gRPC listen address; give metrics a port of their own")]
+    MetricsOnListenAddress { addr: SocketAddr },
 }
 
 impl NodeConfig {
@@ -148,6 +162,8 @@ impl NodeConfig {
             write_timeout_ms: defaults::write_timeout_ms(),
             read_timeout_ms: defaults::read_timeout_ms(),
             max_message_bytes: defaults::max_message_bytes(),
+            otlp_endpoint: String::new(),
+            metrics_listen: None,
         }
     }
 
@@ -165,6 +181,11 @@ impl NodeConfig {
         let (hb, min, max) = (self.heartbeat_ms, self.election_timeout_min_ms, self.election_timeout_max_ms);
         if hb == 0 || min >= max || min < 2 * hb {
             return Err(ConfigError::BadTimeouts { heartbeat_ms: hb, min_ms: min, max_ms: max });
+        }
+        orgplane_telemetry::trace::check_otlp_endpoint(&self.otlp_endpoint)
+            .map_err(|reason| ConfigError::BadOtlpEndpoint { endpoint: self.otlp_endpoint.clone(), reason })?;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(ConfigError::MetricsOnListenAddress { addr: self.listen });
         }
         for (field, value) in [
             ("snapshot-every-entries", self.snapshot_every_entries),
@@ -228,6 +249,19 @@ mod tests {
         let mut c = ok.clone();
         c.election_timeout_min_ms = 100;
         assert!(matches!(c.validate(), Err(ConfigError::BadTimeouts { .. })));
+        let mut c = ok.clone();
+        c.metrics_listen = Some(c.listen);
+        assert!(c.validate().is_ok(), "port 0 twice is two ports");
+        c.listen = "127.0.0.1:7000".parse().unwrap();
+        c.metrics_listen = Some(c.listen);
+        assert!(matches!(c.validate(), Err(ConfigError::MetricsOnListenAddress { .. })));
+        c.metrics_listen = Some("0.0.0.0:9100".parse().unwrap());
+        assert!(c.validate().is_ok());
+        let mut c = ok.clone();
+        c.otlp_endpoint = "collector:4317".into();
+        assert!(matches!(c.validate(), Err(ConfigError::BadOtlpEndpoint { .. })));
+        c.otlp_endpoint = "http://collector:4317".into();
+        assert!(c.validate().is_ok());
         let mut c = ok;
         c.node_id = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroNodeId));

@@ -6,18 +6,23 @@
 //!   forms the cluster from the peer list on first start; [`run`] serves until shutdown.
 //! - [`org_service`]: the public `OrgService`: validation, commands, linearizable or local reads.
 //! - [`admin_service`]: membership changes (add a node as learner then voter, remove one),
-//!   refused when they would lose the quorum.
+//!   refused when they would lose the quorum; and backups, streamed by [`backup`].
+//! - [`backup`]: a linearizable, consistent copy of the region's state, streamed in chunks.
 //! - [`cluster_service`]: this node's status and its region's topology.
 //! - [`peer_service`]: the peer-only Raft service; checks region and target of every message.
 //! - [`transport`]: the gRPC [`orgplane_raft::PeerTransport`], one cached channel per peer.
 //! - [`error`]: [`NodeError`] and the one function that maps errors to gRPC statuses.
+//! - [`metrics`]: [`metrics::NodeMetrics`], the series behind `--metrics-listen` (RPCs, Raft,
+//!   group commit, snapshots, store size).
 
 #![forbid(unsafe_code)]
 
 pub mod admin_service;
+pub mod backup;
 pub mod cluster_service;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod node;
 pub mod org_service;
 pub mod peer_service;

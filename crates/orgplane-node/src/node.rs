@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::admin_service::AdminServiceImpl;
 use crate::cluster_service::ClusterServiceImpl;
 use crate::config::{ConfigError, NodeConfig};
+use crate::metrics::NodeMetrics;
 use crate::org_service::{NodeCore, OrgServiceImpl};
 use crate::peer_service::PeerService;
 use crate::transport::GrpcTransport;
@@ -44,6 +45,8 @@ pub enum StartError {
     Store { dir: String, source: orgplane_store_sled::StoreError },
     #[error("raft failed to start: {0}")]
     Raft(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] orgplane_telemetry::metrics::MetricsError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -52,6 +55,9 @@ pub enum StartError {
 pub struct Node {
     config: NodeConfig,
     core: Arc<NodeCore>,
+    metrics: NodeMetrics,
+    /// Where `GET /metrics` is served, if anywhere (`metrics-listen`; bound by the caller).
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Node {
@@ -67,8 +73,10 @@ impl Node {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|source| StartError::DataDir { dir: dir.display().to_string(), source })?;
-        let (log_store, sm_store) = orgplane_store_sled::open(&dir)
+        let metrics = NodeMetrics::new(config.region, config.node_id)?;
+        let (log_store, mut sm_store) = orgplane_store_sled::open(&dir)
             .map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
+        sm_store.observe_snapshots(metrics.snapshot_observer());
         let state = sm_store.state_reader();
 
         let raft_config = raft_config(&config)?;
@@ -82,12 +90,29 @@ impl Node {
             form_cluster_if_new(&raft, &config.peers).await?;
         }
 
-        let proposer_config = ProposerConfig { propose_timeout: config.write_timeout(), ..ProposerConfig::default() };
+        metrics.watch_raft(&raft, config.node_id, state.clone());
+
+        let proposer_config = ProposerConfig {
+            propose_timeout: config.write_timeout(),
+            batch_observer: Some(metrics.batch_observer()),
+            ..ProposerConfig::default()
+        };
         let proposer = Proposer::spawn(config.node_id, raft.clone(), transport.clone(), proposer_config);
         let reader = ReadIndexer::spawn(config.node_id, raft.clone(), transport, config.read_timeout());
         let core = Arc::new(NodeCore { region: config.region, node_id: config.node_id, raft, proposer, reader, state });
         tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "node started");
-        Ok(Node { config, core })
+        Ok(Node { config, core, metrics, metrics_listener: None })
+    }
+
+    /// Serves `GET /metrics` on `listener` too, from [`Node::serve`] until the node stops.
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Node {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
+    /// The node's metrics, for tests and embedding.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
     }
 
     /// The Raft handle, for tests and embedding.
@@ -133,12 +158,19 @@ impl Node {
                 .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
                 .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
 
+        // Started last, so no early return above leaves it running.
+        let metrics_server = self.metrics_listener.map(|listener| serve_metrics(listener, &self.metrics));
         let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
             let _ = began.send(());
         };
         let serve = tonic::transport::Server::builder()
+            // Counts every call and its latency by service, method and code (`/metrics`).
+            .layer(self.metrics.rpc_layer())
+            // Every public call in an `rpc` span with region and node, in the caller's trace
+            // (the router's `traceparent`), answered with `traceresponse`. Not the Raft service.
+            .layer(orgplane_telemetry::trace::RpcTraceLayer::node(core.region.as_str(), core.node_id))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(org)
@@ -167,18 +199,56 @@ impl Node {
         if let Err(e) = core.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }
+        if let Some(server) = metrics_server {
+            server.stop().await;
+        }
         result.map_err(StartError::from)
     }
 }
 
 /// Starts a node and serves until `shutdown` (mini-redis shape: the binary parses, validates,
-/// binds and calls this).
+/// binds and calls this). `metrics_listener` is the bound `metrics-listen`, if set.
 pub async fn run(
     config: NodeConfig,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    Node::start(config).await?.serve(listener, shutdown).await
+    let mut node = Node::start(config).await?;
+    if let Some(metrics_listener) = metrics_listener {
+        node = node.with_metrics_listener(metrics_listener);
+    }
+    node.serve(listener, shutdown).await
+}
+
+/// The metrics endpoint of a serving node.
+struct MetricsServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serves `GET /metrics` on `listener` in a task, in the node's span.
+fn serve_metrics(listener: TcpListener, metrics: &NodeMetrics) -> MetricsServer {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tracing::info!(metrics_listen = ?listener.local_addr().ok(), "serving metrics");
+    let app = orgplane_telemetry::http::metrics_routes(metrics.registry().clone());
+    let serve = orgplane_telemetry::http::serve_http(listener, app, async move {
+        let _ = stopped.await;
+    });
+    MetricsServer { stop, task: tokio::spawn(serve.in_current_span()) }
+}
+
+impl MetricsServer {
+    /// Stops the endpoint and waits for it, so nothing it holds (the store's handle among
+    /// them) outlives the node.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics endpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "the metrics endpoint task failed"),
+        }
+    }
 }
 
 fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError> {

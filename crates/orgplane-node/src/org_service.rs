@@ -37,6 +37,7 @@ impl NodeCore {
     pub async fn write(&self, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
         validate::request_id(request_id)?;
         let request_id = if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id.to_string() };
+        orgplane_telemetry::trace::record_request_id(&request_id.as_str());
         let command = Command { request_id, issued_at_ms: now_ms(), op };
         let result =
             self.proposer.propose(command).await.map_err(|source| NodeError::Write { region: self.region, source })?;
@@ -92,8 +93,11 @@ impl NodeCore {
     }
 
     /// An org id from a request. Ids of other regions are accepted: an org can move here.
+    /// Valid ids are recorded on the call's span.
     fn org_id(&self, text: &str) -> Result<OrgId, NodeError> {
-        Ok(parse_org_id("org_id", text)?)
+        let id = parse_org_id("org_id", text)?;
+        orgplane_telemetry::trace::record_org(&id);
+        Ok(id)
     }
 
     /// NOT_FOUND for an org this region does not hold, saying where its id points when that is
@@ -149,6 +153,7 @@ impl OrgService for OrgServiceImpl {
         }
         let name = validate::org_name(&req.name).map_err(NodeError::from)?;
         let id = OrgId::from_u128(region, uuid::Uuid::now_v7().as_u128());
+        orgplane_telemetry::trace::record_org(&id);
         match core.write(&req.request_id, Op::CreateOrg { id, name }).await? {
             CommandOutcome::Org(org) => Ok(core.reply(CreateOrgResponse { org: Some(conv::org_to_wire(&org)) })),
             other => Err(unexpected(other)),

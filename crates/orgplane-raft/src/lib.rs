@@ -26,7 +26,7 @@ pub mod types;
 pub use error::{ForwardError, ProposeError, ReadError};
 pub use network::PeerNetwork;
 pub use peer_handler::PeerHandler;
-pub use proposer::{Proposer, ProposerConfig};
+pub use proposer::{BatchObserver, Proposer, ProposerConfig};
 pub use reader::ReadIndexer;
 pub use transport::{PeerRpc, PeerTransport, TransportError};
 pub use types::{NodeId, RaftRequest, RaftResponse, TypeConfig};

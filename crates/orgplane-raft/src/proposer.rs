@@ -36,6 +36,16 @@ pub struct ProposerConfig {
     pub propose_timeout: Duration,
     /// Writes that may wait in the queue; beyond it callers wait for room.
     pub queue_capacity: usize,
+    /// Told the size of every batch formed, so the node can export the batch-size histogram
+    /// without this crate knowing a metrics library.
+    pub batch_observer: Option<Arc<dyn BatchObserver>>,
+}
+
+/// Watches the group commit form batches (for metrics). Called on the batching task for every
+/// batch, so an implementation must be quick and must not block.
+pub trait BatchObserver: std::fmt::Debug + Send + Sync + 'static {
+    /// A batch of `commands` commands was formed and is about to be committed.
+    fn batch_formed(&self, commands: usize);
 }
 
 impl Default for ProposerConfig {
@@ -45,6 +55,7 @@ impl Default for ProposerConfig {
             max_inflight_batches: 4,
             propose_timeout: Duration::from_secs(5),
             queue_capacity: 16 * 1024,
+            batch_observer: None,
         }
     }
 }
@@ -90,6 +101,9 @@ async fn run_batcher(link: LeaderLink, mut rx: mpsc::Receiver<Pending>, config: 
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
+        }
+        if let Some(observer) = &config.batch_observer {
+            observer.batch_formed(batch.len());
         }
         let link = link.clone();
         let timeout = config.propose_timeout;

@@ -32,7 +32,7 @@ impl ClusterService for RouterApi {
         let started = Instant::now();
         let deadline =
             Deadline::for_request(request.metadata(), self.state.request_timeout).at_most(self.state.status_timeout);
-        let regions = join_all(self.state.table.iter().map(|nodes| region_status(nodes, deadline))).await;
+        let regions = self.cluster_status(deadline).await;
         log_outcome("GetClusterStatus", None, Code::Ok, started);
         Ok(Response::new(GetClusterStatusResponse { regions }))
     }
@@ -53,6 +53,13 @@ impl ClusterService for RouterApi {
             .collect();
         log_outcome("GetTopology", None, Code::Ok, started);
         Ok(Response::new(GetTopologyResponse { regions }))
+    }
+}
+
+impl RouterApi {
+    /// Every region's status, each node asked in parallel within `deadline`.
+    pub(crate) async fn cluster_status(&self, deadline: Deadline) -> Vec<RegionStatus> {
+        join_all(self.state.table.iter().map(|nodes| region_status(nodes, deadline))).await
     }
 }
 

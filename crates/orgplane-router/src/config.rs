@@ -43,6 +43,14 @@ pub struct RouterConfig {
     /// another node of the region, then answers RESOURCE_EXHAUSTED) instead of queueing, so
     /// one slow node cannot absorb the router's capacity.
     pub max_concurrent_requests_per_node: usize,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP) and the status page, apart
+    /// from the gRPC port so it can be opened to operators only. None (the default) serves
+    /// neither; port 0 picks one (tests).
+    pub metrics_listen: Option<SocketAddr>,
+    /// The OpenTelemetry collector to export spans to over OTLP/gRPC (`http://host:4317`).
+    /// Empty (the default): the standard `OTEL_EXPORTER_OTLP_ENDPOINT` if set, else no export
+    /// and no exporter at all; logs carry the trace ids either way.
+    pub otlp_endpoint: String,
 }
 
 impl Default for RouterConfig {
@@ -55,6 +63,8 @@ impl Default for RouterConfig {
             fanout_timeout_ms: 2_000,
             status_timeout_ms: 1_000,
             max_concurrent_requests_per_node: 256,
+            metrics_listen: None,
+            otlp_endpoint: String::new(),
         }
     }
 }
@@ -78,6 +88,11 @@ impl RouterConfig {
             if value == 0 {
                 return Err(RouterError::ZeroSetting { key });
             }
+        }
+        orgplane_telemetry::trace::check_otlp_endpoint(&self.otlp_endpoint)
+            .map_err(|reason| RouterError::BadOtlpEndpoint { endpoint: self.otlp_endpoint.clone(), reason })?;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(RouterError::MetricsOnListenAddress { addr: self.listen });
         }
         let mut regions = BTreeMap::new();
         for (name, endpoints) in &self.regions {
@@ -228,6 +243,11 @@ mod tests {
         assert!(err(RouterConfig { fanout_timeout_ms: 0, ..config(&[("eu", &["a:1"])]) }).contains("fanout-timeout-ms"));
         assert!(err(RouterConfig { max_concurrent_requests_per_node: 0, ..config(&[("eu", &["a:1"])]) })
             .contains("max-concurrent-requests-per-node"));
+        let same_port = config(&[("eu", &["a:1"])]);
+        assert!(err(RouterConfig { metrics_listen: Some(same_port.listen), ..same_port }).contains("metrics-listen"));
+        let otlp = |endpoint: &str| RouterConfig { otlp_endpoint: endpoint.into(), ..config(&[("eu", &["a:1"])]) };
+        assert!(err(otlp("collector:4317")).contains("invalid otlp-endpoint"));
+        assert!(otlp("http://collector:4317").validate().is_ok());
     }
 
     #[test]

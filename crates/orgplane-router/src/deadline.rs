@@ -34,9 +34,14 @@ impl Deadline {
     /// if it sent one and that is shorter than `limit`; else `limit`. A malformed
     /// `grpc-timeout` is ignored, as tonic's own server does.
     pub(crate) fn for_request(metadata: &MetadataMap, limit: Duration) -> Deadline {
-        let client = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
-        let client = client.map(|client| client - (client / 10).min(REPLY_MARGIN));
+        let client = client_budget(metadata);
         Deadline::after(client.map_or(limit, |client| client.min(limit)))
+    }
+
+    /// The client's own deadline (its `grpc-timeout`, less the reply margin), if it sent one:
+    /// the bound of a stream, which may rightly outlast the router's request limit.
+    pub(crate) fn of_client(metadata: &MetadataMap) -> Option<Deadline> {
+        client_budget(metadata).map(Deadline::after)
     }
 
     /// This deadline, or `budget` from now if that comes sooner.
@@ -59,6 +64,12 @@ impl Deadline {
     pub(crate) fn budget(&self) -> Duration {
         self.budget
     }
+}
+
+/// The client's `grpc-timeout` less the reply margin; `None` without a (well-formed) one.
+fn client_budget(metadata: &MetadataMap) -> Option<Duration> {
+    let client = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout)?;
+    Some(client - (client / 10).min(REPLY_MARGIN))
 }
 
 /// Parses a `grpc-timeout` value: at most 8 digits and a unit, `H M S m u n` (hours to
@@ -124,6 +135,9 @@ mod tests {
         close_to(Deadline::for_request(&metadata, Duration::from_secs(10)), 180);
         metadata.insert("grpc-timeout", "garbage".parse().unwrap());
         close_to(Deadline::for_request(&metadata, Duration::from_secs(3)), 3000);
+        assert_eq!(Deadline::of_client(&metadata), None, "a malformed grpc-timeout is no deadline");
+        metadata.insert("grpc-timeout", "2000m".parse().unwrap());
+        close_to(Deadline::of_client(&metadata).expect("the client's deadline"), 1900);
         let deadline = Deadline::for_request(&MetadataMap::new(), Duration::from_secs(3));
         close_to(deadline, 3000);
         close_to(deadline.at_most(Duration::from_secs(1)), 1000);

@@ -40,14 +40,20 @@ pub enum RouterError {
     DuplicateEndpoint { region: Region, endpoint: String },
     #[error("{key} must be greater than 0")]
     ZeroSetting { key: &'static str },
+    #[error("invalid otlp-endpoint {endpoint:?}: {reason}")]
+    BadOtlpEndpoint { endpoint: String, reason: String },
     #[error("invalid region flag {flag:?}: {reason}")]
     BadRegionFlag { flag: String, reason: String },
+    #[error("metrics-listen {addr} is the gRPC listen address; give metrics a port of their own")]
+    MetricsOnListenAddress { addr: std::net::SocketAddr },
 
     // ---- serving
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] orgplane_telemetry::metrics::MetricsError),
 
     // ---- per request; each maps to a status in `From<RouterError> for Status`
     #[error("invalid {field}: {reason}")]

@@ -138,7 +138,20 @@ async fn fan_out(
         .instrument(span)
     });
     let answers = join_all(asks).await;
-    merge(cursor, answers)
+    let response = merge(cursor, answers)?;
+    count_partial(state, &response);
+    Ok(response)
+}
+
+/// Counts each region the answer went out without (`orgplane_router_fanout_partial_total`).
+fn count_partial(state: &RouterState, response: &ListUserOrgsResponse) {
+    for result in &response.regions {
+        if result.state() != RegionState::Ok {
+            if let Ok(region) = result.region.parse::<Region>() {
+                state.metrics.fanout_partial(region);
+            }
+        }
+    }
 }
 
 /// Merges the regions' answers, in region order (`cursor.pending` is ordered by region, and

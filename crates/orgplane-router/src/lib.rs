@@ -21,8 +21,12 @@
 //!   and its page token;
 //! - `cluster_service`: `ClusterService` at the router (status of every node, topology);
 //! - `admin_service`: `AdminService` (membership changes), routed by the region it names;
+//!   `backup`: relaying a region's backup stream, bounded by the client's deadline;
+//! - `status_page`: the HTML status page (regions, nodes, leaders, terms, lag, health);
 //! - `server`: [`RouterApi`], [`router_services`] and [`run`] (with gRPC health and
-//!   reflection).
+//!   reflection), [`run_with_http`] (and the HTTP app on `metrics-listen`);
+//! - `http`: [`http_app`], what the router serves over plain HTTP (`/metrics`, the status
+//!   page); `metrics`: the per-region and fan-out series.
 
 #![forbid(unsafe_code)]
 
@@ -30,17 +34,22 @@ pub mod config;
 pub mod error;
 
 mod admin_service;
+mod backup;
 mod cluster_service;
 mod deadline;
 mod fanout;
+mod http;
+mod metrics;
 mod org_service;
 mod region;
 mod route;
 mod server;
 mod stack;
+mod status_page;
 
 pub use cluster_service::UNREACHABLE_ROLE;
 pub use config::{parse_region_flag, RouterConfig, ValidatedRegions, MAX_MESSAGE_BYTES};
 pub use error::{RouterError, REGION_METADATA_KEY};
+pub use http::http_app;
 pub use region::LEADER_HEADER;
-pub use server::{router_services, run, RouterApi, RouterServices};
+pub use server::{router_rpc_catalog, router_services, run, run_with_http, RouterApi, RouterServices};

@@ -51,6 +51,7 @@ impl RouterApi {
             region = Some(nodes.region);
             tracing::Span::current().record("region", nodes.region.as_str());
             message.ensure_request_id();
+            record_call(nodes.region, &mut message);
             let retry_after_send_is_safe = message.retry_after_send_is_safe();
             nodes.call(R::RPC, deadline, message, retry_after_send_is_safe, client, send).await
         }
@@ -58,6 +59,21 @@ impl RouterApi {
         let result = result.map(Response::new).map_err(Status::from);
         log_outcome(R::RPC, region, result.as_ref().map_or_else(Status::code, |_| Code::Ok), started);
         result
+    }
+}
+
+/// Fills in the call's `rpc` span once the request is routed: its region, its org (the routing
+/// just parsed the id) and its request id (when it is a valid one: what a client made up never
+/// reaches the logs).
+fn record_call<R: Routed>(region: Region, message: &mut R) {
+    orgplane_telemetry::trace::record_region(region.as_str());
+    if let Some(org_id) = message.org_id() {
+        orgplane_telemetry::trace::record_org(&org_id);
+    }
+    if let Some(request_id) = message.request_id_mut() {
+        if orgplane_model::validate::request_id(request_id).is_ok() {
+            orgplane_telemetry::trace::record_request_id(&request_id.as_str());
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orgplane_model::Region;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
@@ -26,6 +26,7 @@ use tonic::{Code, Status};
 use crate::config::{ValidatedRegions, MAX_MESSAGE_BYTES};
 use crate::deadline::Deadline;
 use crate::error::RouterError;
+use crate::metrics::RouterMetrics;
 use crate::route::Routed;
 use crate::stack::{node_channel, node_stack, NodeService, StackSettings};
 
@@ -41,8 +42,13 @@ pub(crate) struct RegionTable {
 }
 
 impl RegionTable {
-    /// Builds a lazily connecting client per configured endpoint. Connects to nothing.
-    pub(crate) fn new(regions: &ValidatedRegions, settings: &StackSettings) -> Result<RegionTable, RouterError> {
+    /// Builds a lazily connecting client per configured endpoint. Connects to nothing. Every
+    /// call to a region is counted in `metrics`.
+    pub(crate) fn new(
+        regions: &ValidatedRegions,
+        settings: &StackSettings,
+        metrics: &RouterMetrics,
+    ) -> Result<RegionTable, RouterError> {
         let mut table = BTreeMap::new();
         for (&region, endpoints) in &regions.0 {
             let mut nodes = Vec::with_capacity(endpoints.len());
@@ -66,7 +72,8 @@ impl RegionTable {
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 });
             }
-            table.insert(region, Arc::new(RegionNodes { region, nodes, preferred: AtomicUsize::new(0) }));
+            let metrics = metrics.clone();
+            table.insert(region, Arc::new(RegionNodes { region, nodes, preferred: AtomicUsize::new(0), metrics }));
         }
         Ok(RegionTable { regions: table })
     }
@@ -109,6 +116,8 @@ pub(crate) struct RegionNodes {
     /// Index into `nodes` of the node to try first: the last leader a node named, or the
     /// next node after the hinted one failed.
     preferred: AtomicUsize,
+    /// Where each call's outcome and latency go.
+    metrics: RouterMetrics,
 }
 
 /// How one attempt failed, which decides whether another node is tried.
@@ -147,9 +156,33 @@ fn attempt_budget(remaining: Duration, untried_after_this: usize, retry_after_se
 impl RegionNodes {
     /// Sends `message` to the region with `send`, hinted node first, failing over to the other
     /// nodes as described in the module docs. Each attempt carries its budget (see
-    /// [`attempt_budget`]) as its `grpc-timeout` and is cut off when it passes.
+    /// [`attempt_budget`]) as its `grpc-timeout` and is cut off when it passes. The outcome
+    /// and latency of the whole call go to the router's per-region metrics.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn call<Req, Resp, C, F, Fut>(
+        &self,
+        rpc: &'static str,
+        deadline: Deadline,
+        message: Req,
+        retry_after_send_is_safe: bool,
+        client: impl Fn(&Node) -> C,
+        send: F,
+    ) -> Result<Resp, RouterError>
+    where
+        Req: Clone,
+        F: Fn(C, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let started = Instant::now();
+        let result = self.attempt_nodes(rpc, deadline, message, retry_after_send_is_safe, client, send).await;
+        let code = result.as_ref().map_or_else(RouterError::code, |_| Code::Ok);
+        self.metrics.region_call(self.region, code, started.elapsed());
+        result
+    }
+
+    /// The attempt loop of [`RegionNodes::call`].
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_nodes<Req, Resp, C, F, Fut>(
         &self,
         rpc: &'static str,
         deadline: Deadline,
@@ -363,7 +396,7 @@ mod tests {
             max_concurrent_requests: 1,
         };
         let regions = ValidatedRegions([(Region::Eu, endpoints.iter().map(|e| e.to_string()).collect())].into());
-        let table = RegionTable::new(&regions, &settings).unwrap();
+        let table = RegionTable::new(&regions, &settings, &RouterMetrics::unregistered()).unwrap();
         table.get(Region::Eu).unwrap().clone()
     }
 

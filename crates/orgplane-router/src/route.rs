@@ -21,6 +21,12 @@ pub(crate) trait Routed: Clone + Send + Sync + 'static {
     /// INVALID_ARGUMENT, decided here, before anything is sent.
     fn region_key(&self) -> Result<Region, RouterError>;
 
+    /// The org id the request names, if it is about one org; valid once [`Self::region_key`]
+    /// accepted it (only then may it reach a span).
+    fn org_id(&self) -> Option<&str> {
+        None
+    }
+
     /// The idempotency key of a write, `None` for a read.
     fn request_id_mut(&mut self) -> Option<&mut String> {
         None
@@ -51,6 +57,9 @@ macro_rules! routed_by_org_id {
             fn region_key(&self) -> Result<Region, RouterError> {
                 Ok(parse_org_id("org_id", &self.org_id)?.region())
             }
+            fn org_id(&self) -> Option<&str> {
+                Some(&self.org_id)
+            }
         }
     };
     ($request:ty, $rpc:literal, write) => {
@@ -58,6 +67,9 @@ macro_rules! routed_by_org_id {
             const RPC: &'static str = $rpc;
             fn region_key(&self) -> Result<Region, RouterError> {
                 Ok(parse_org_id("org_id", &self.org_id)?.region())
+            }
+            fn org_id(&self) -> Option<&str> {
+                Some(&self.org_id)
             }
             fn request_id_mut(&mut self) -> Option<&mut String> {
                 Some(&mut self.request_id)
@@ -115,6 +127,15 @@ impl Routed for v1::RemoveNodeRequest {
 
 impl Routed for v1::GetMembershipRequest {
     const RPC: &'static str = "GetMembership";
+    fn region_key(&self) -> Result<Region, RouterError> {
+        Ok(parse_region("region", &self.region)?)
+    }
+}
+
+/// A backup names its region; it changes nothing, so it may be sent again until its stream
+/// has started (after that the router relays it and never resends).
+impl Routed for v1::BackupRequest {
+    const RPC: &'static str = "Backup";
     fn region_key(&self) -> Result<Region, RouterError> {
         Ok(parse_region("region", &self.region)?)
     }

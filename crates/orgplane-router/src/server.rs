@@ -1,6 +1,6 @@
 //! Putting the router together: [`RouterApi`] (the `OrgService` and `ClusterService`
-//! implementation), [`router_services`] to embed it, and [`run`] to serve it with gRPC health
-//! and reflection until shutdown.
+//! implementation), [`router_services`] to embed it, and [`run`] / [`run_with_http`] to serve
+//! it with gRPC health and reflection (and, on a second port, metrics) until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,13 +9,16 @@ use std::time::Duration;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
+use orgplane_telemetry::metrics::{MetricsError, MetricsRegistry, RpcCatalog, RpcMetricsLayer};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use tracing::Instrument;
 
 use crate::config::{RouterConfig, MAX_MESSAGE_BYTES};
 use crate::error::RouterError;
+use crate::metrics::RouterMetrics;
 use crate::region::RegionTable;
 use crate::stack::StackSettings;
 
@@ -26,6 +29,8 @@ pub(crate) struct RouterState {
     pub(crate) request_timeout: Duration,
     pub(crate) fanout_timeout: Duration,
     pub(crate) status_timeout: Duration,
+    /// Per-region outcomes and fan-out partial answers.
+    pub(crate) metrics: RouterMetrics,
 }
 
 /// The router's implementation of `OrgService` and `ClusterService`. Cheap to clone; clones
@@ -38,8 +43,19 @@ pub struct RouterApi {
 impl RouterApi {
     /// Validates `config` and builds a client per configured node. Connects to nothing yet
     /// (channels connect on first use), so it succeeds while nodes are down. Must be called
-    /// within a Tokio runtime.
+    /// within a Tokio runtime. Its per-region series count but are not exported; see
+    /// [`RouterApi::with_metrics`].
     pub fn new(config: &RouterConfig) -> Result<RouterApi, RouterError> {
+        RouterApi::build(config, RouterMetrics::unregistered())
+    }
+
+    /// [`RouterApi::new`], with the per-region series (`orgplane_router_*`) in `registry`.
+    /// Once per registry.
+    pub fn with_metrics(config: &RouterConfig, registry: &MetricsRegistry) -> Result<RouterApi, RouterError> {
+        RouterApi::build(config, RouterMetrics::register(registry))
+    }
+
+    fn build(config: &RouterConfig, metrics: RouterMetrics) -> Result<RouterApi, RouterError> {
         let regions = config.validate()?;
         let settings = StackSettings {
             request_timeout: config.request_timeout(),
@@ -47,10 +63,11 @@ impl RouterApi {
             max_concurrent_requests: config.max_concurrent_requests_per_node,
         };
         let state = RouterState {
-            table: RegionTable::new(&regions, &settings)?,
+            table: RegionTable::new(&regions, &settings, &metrics)?,
             request_timeout: config.request_timeout(),
             fanout_timeout: config.fanout_timeout(),
             status_timeout: config.status_timeout(),
+            metrics,
         };
         Ok(RouterApi { state: Arc::new(state) })
     }
@@ -68,18 +85,34 @@ pub struct RouterServices {
 /// Builds the router's services from `config`, for embedding them in another server; [`run`]
 /// is the whole router. Must be called within a Tokio runtime.
 pub fn router_services(config: &RouterConfig) -> Result<RouterServices, RouterError> {
-    let api = RouterApi::new(config)?;
-    Ok(RouterServices {
-        org: OrgServiceServer::new(api.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        admin: AdminServiceServer::new(api.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        cluster: ClusterServiceServer::new(api)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-    })
+    Ok(RouterServices::of(RouterApi::new(config)?))
+}
+
+impl RouterServices {
+    fn of(api: RouterApi) -> RouterServices {
+        RouterServices {
+            org: OrgServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            admin: AdminServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            cluster: ClusterServiceServer::new(api)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        }
+    }
+}
+
+/// Every RPC the router serves, for the bounded `service` and `method` labels of its RPC
+/// series: the public services, gRPC health and reflection (v1 and v1alpha).
+pub fn router_rpc_catalog() -> Result<RpcCatalog, MetricsError> {
+    RpcCatalog::from_descriptor_sets(&[
+        orgplane_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ])
 }
 
 /// How long calls in flight get to finish once shutdown begins.
@@ -95,7 +128,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
-    let services = router_services(&config)?;
+    run_with_http(config, listener, None, shutdown).await
+}
+
+/// [`run`], and when `http_listener` is given (the bound `metrics-listen`), the HTTP app of
+/// [`crate::http::http_app`] on it (`GET /metrics`, the status page) until the router stops.
+pub async fn run_with_http(
+    config: RouterConfig,
+    listener: TcpListener,
+    http_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RouterError> {
+    let registry = MetricsRegistry::for_router();
+    let rpc_metrics = RpcMetricsLayer::new(&registry, router_rpc_catalog()?);
+    let api = RouterApi::with_metrics(&config, &registry)?;
+    let services = RouterServices::of(api.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<OrgServiceServer<RouterApi>>().await;
@@ -115,6 +162,10 @@ pub async fn run(
         reflection_v1alpha = reflection_v1alpha.with_service_name(name);
     }
 
+    let (reflection_v1, reflection_v1alpha) = (reflection_v1.build_v1()?, reflection_v1alpha.build_v1alpha()?);
+    // Started once nothing above can fail, so no early return leaves it running.
+    let http = http_listener.map(|listener| HttpServer::spawn(listener, crate::http::http_app(api, registry)));
+
     let local_addr = listener.local_addr().ok();
     tracing::info!(addr = ?local_addr, regions = ?config.regions.keys().collect::<Vec<_>>(), "router serving");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -128,12 +179,17 @@ pub async fn run(
         health.set_not_serving::<ClusterServiceServer<RouterApi>>().await;
     };
     let serve = Server::builder()
+        // Counts every call and its latency by service, method and code (`/metrics`).
+        .layer(rpc_metrics)
+        // Every public call in a span of its trace (the caller's or a new one), answered with
+        // `traceresponse`; the per-node stack passes the trace on to the node.
+        .layer(orgplane_telemetry::trace::RpcTraceLayer::router())
         // Notice clients that vanished without closing their connection.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
-        .add_service(reflection_v1.build_v1()?)
-        .add_service(reflection_v1alpha.build_v1alpha()?)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(services.org)
         .add_service(services.cluster)
         .add_service(services.admin)
@@ -150,6 +206,35 @@ pub async fn run(
             }
         } => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them"),
     }
+    if let Some(http) = http {
+        http.stop().await;
+    }
     tracing::info!("router stopped");
     Ok(())
+}
+
+/// The router's HTTP endpoint, served in a task.
+struct HttpServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HttpServer {
+    fn spawn(listener: TcpListener, app: axum::Router) -> HttpServer {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tracing::info!(metrics_listen = ?listener.local_addr().ok(), "serving metrics");
+        let serve = orgplane_telemetry::http::serve_http(listener, app, async move {
+            let _ = stopped.await;
+        });
+        HttpServer { stop, task: tokio::spawn(serve.in_current_span()) }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics endpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "the metrics endpoint task failed"),
+        }
+    }
 }

@@ -69,7 +69,8 @@ pub(crate) fn node_stack(channel: Channel, region: Region, endpoint: &str, setti
         // Names the error type (see `NodeCallError`).
         .map_err(NodeCallError)
         // A `router.node` span per call naming region, node and method, with status and
-        // latency: where a slow or failing node shows up. Never the payload.
+        // latency: where a slow or failing node shows up. Never the payload. Also puts the
+        // call's `traceparent` on the request, so the node's spans join the client's trace.
         .layer(NodeTraceLayer { region, endpoint: endpoint.to_string() })
         // Fail at once instead of queueing when the node is at its limit: the router then
         // tries another node of the region, or answers RESOURCE_EXHAUSTED.
@@ -119,7 +120,9 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The node joins the client's trace, with the router's span as its parent.
+        orgplane_telemetry::trace::inject_traceparent(request.headers_mut());
         // The path is `/orgplane.v1.OrgService/GetOrg`: the method, nothing the caller sent.
         let span = tracing::debug_span!(
             "router.node",

@@ -619,3 +619,121 @@ async fn logs_carry_no_payload() {
     assert!(!logs.contains(ORG_NAME) && !logs.contains("Zanzibar"), "the org name was logged:\n{logs}");
     assert!(!logs.contains(USER_ID), "the user id was logged:\n{logs}");
 }
+
+// ---------------------------------------------------------------------------- backup relay
+
+/// A node whose `AdminService` answers `Backup` with a header and one data chunk, then either
+/// nothing more, ever (`every: None`: a stalled stream), or another chunk every `every`.
+struct ScriptedBackupNode {
+    every: Option<Duration>,
+}
+
+fn data_chunk() -> BackupChunk {
+    BackupChunk { part: Some(backup_chunk::Part::Data(vec![7; 16])) }
+}
+
+#[tonic::async_trait]
+impl orgplane_proto::v1::admin_service_server::AdminService for ScriptedBackupNode {
+    async fn add_node(
+        &self,
+        _: tonic::Request<AddNodeRequest>,
+    ) -> Result<tonic::Response<AddNodeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("scripted backups only"))
+    }
+
+    async fn remove_node(
+        &self,
+        _: tonic::Request<RemoveNodeRequest>,
+    ) -> Result<tonic::Response<RemoveNodeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("scripted backups only"))
+    }
+
+    async fn get_membership(
+        &self,
+        _: tonic::Request<GetMembershipRequest>,
+    ) -> Result<tonic::Response<GetMembershipResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("scripted backups only"))
+    }
+
+    type BackupStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<BackupChunk, tonic::Status>> + Send>>;
+
+    async fn backup(
+        &self,
+        _: tonic::Request<BackupRequest>,
+    ) -> Result<tonic::Response<Self::BackupStream>, tonic::Status> {
+        use futures::StreamExt;
+        let header = BackupChunk { part: Some(backup_chunk::Part::Header(BackupHeader::default())) };
+        let first = futures::stream::iter(vec![Ok(header), Ok(data_chunk())]);
+        let rest: Self::BackupStream = match self.every {
+            None => Box::pin(futures::stream::pending()),
+            Some(every) => Box::pin(futures::stream::unfold((), move |()| async move {
+                tokio::time::sleep(every).await;
+                Some((Ok(data_chunk()), ()))
+            })),
+        };
+        Ok(tonic::Response::new(Box::pin(first.chain(rest))))
+    }
+}
+
+/// Serves a scripted backup node on 127.0.0.1:0; returns its endpoint.
+async fn scripted_backup_node(every: Option<Duration>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let service = orgplane_proto::v1::admin_service_server::AdminServiceServer::new(ScriptedBackupNode { every });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    endpoint
+}
+
+/// Reads `stream` until it fails; returns how many messages came first, and the failure.
+async fn messages_until_failure(stream: &mut tonic::Streaming<BackupChunk>) -> (usize, tonic::Status) {
+    let mut received = 0;
+    loop {
+        match bounded("the next backup message", stream.message()).await {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("the stream ended cleanly after {received} messages"),
+            Err(status) => return (received, status),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_backup_stream_that_stalls_ends_unavailable_naming_the_region() {
+    let node = scripted_backup_node(None).await;
+    let config = orgplane_router::RouterConfig { request_timeout_ms: 600, ..test_config(&[(Region::Eu, vec![node])]) };
+    let router = TestRouter::start(config).await;
+    let mut admin = orgplane_proto::v1::admin_service_client::AdminServiceClient::new(router.channel.clone());
+
+    let started = Instant::now();
+    let mut stream = bounded("Backup", admin.backup(BackupRequest { region: "eu".into() })).await.unwrap().into_inner();
+    let (received, status) = messages_until_failure(&mut stream).await;
+    assert_eq!(received, 2, "the header and the chunk the node sent are relayed");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("region eu") && status.message().contains("stalled"), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the stall is cut after the request timeout");
+
+    let refused = bounded("Backup", admin.backup(BackupRequest { region: "mars".into() })).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn a_backup_stream_ends_at_the_clients_deadline_naming_the_region() {
+    let node = scripted_backup_node(Some(Duration::from_millis(50))).await;
+    let router = TestRouter::start(test_config(&[(Region::Eu, vec![node])])).await;
+    let mut admin = orgplane_proto::v1::admin_service_client::AdminServiceClient::new(router.channel.clone());
+
+    let started = Instant::now();
+    let request = with_deadline(BackupRequest { region: "eu".into() }, Duration::from_millis(800));
+    let mut stream = bounded("Backup", admin.backup(request)).await.unwrap().into_inner();
+    let (received, status) = messages_until_failure(&mut stream).await;
+    assert!(received > 2, "chunks flow until the deadline: {received}");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("region eu"), "{status:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "cut at the client's deadline, not the request timeout: {elapsed:?}");
+    router.stop().await;
+}

@@ -51,6 +51,10 @@ pub enum StoreError {
     #[error("snapshot refused: {reason}")]
     SnapshotRefused { reason: String },
 
+    /// A restore was asked to seed a store that already holds something.
+    #[error("store at {path} is not pristine: its {tree} tree holds data; restore only into an empty data dir")]
+    NotPristine { path: PathBuf, tree: &'static str },
+
     /// The background thread that flushes appended log entries is gone (it panicked).
     #[error("the log flusher thread is not running")]
     FlusherStopped,

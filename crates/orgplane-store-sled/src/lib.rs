@@ -17,12 +17,15 @@
 //!   atomic batch, built through `overlay` (the model's `StateWrite` over the tree);
 //! - `snapshot_format`: the checksummed bytes of a snapshot;
 //! - `state_reader`: [`StateReader`], the node's read handle;
+//! - `backup`: [`StateCopy`], a backup's consistent copy of the state machine, and
+//!   [`seed_from_backup`], which writes a fresh store from a backup's data;
 //! - [`error`]: [`StoreError`], the one error type, and its mapping to openraft's.
 
 #![forbid(unsafe_code)]
 
 use std::path::Path;
 
+mod backup;
 pub mod error;
 mod flusher;
 pub mod layout;
@@ -32,10 +35,11 @@ mod snapshot_format;
 mod state_machine;
 mod state_reader;
 
+pub use backup::{backup_data_format, seed_from_backup, SeededStore, StateCopy};
 pub use error::StoreError;
 pub use layout::FORMAT_VERSION;
 pub use log_store::{LogReader, LogStore};
-pub use state_machine::{SnapshotBuilder, StateMachineStore};
+pub use state_machine::{SnapshotBuilder, SnapshotObserver, StateMachineStore};
 pub use state_reader::{ConsistentView, StateReader};
 
 /// Opens (or creates) the store in `dir`. The on-disk format is checked before anything else is

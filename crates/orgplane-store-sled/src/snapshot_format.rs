@@ -8,12 +8,18 @@
 //! Integers are big-endian. The CRC-32 covers every byte before it. Pairs are in strictly
 //! ascending key order, as the tree iterates them; decoding checks all of this, so a snapshot
 //! that arrives damaged is refused before anything is changed.
+//!
+//! The same bytes are a backup's data: [`SnapshotChunks`] produces them a bounded piece at a
+//! time (a backup streams them), and [`encode`] is all of its pieces in one buffer (a Raft
+//! snapshot), so the two can never disagree.
+
+use std::marker::PhantomData;
 
 use crate::error::StoreError;
 
 const MAGIC: &[u8; 8] = b"OPSMSNAP";
 /// The snapshot format version. Bump it on any change to this layout.
-const SNAPSHOT_VERSION: u32 = 1;
+pub(crate) const SNAPSHOT_VERSION: u32 = 1;
 const HEADER_LEN: usize = MAGIC.len() + 4 + 8;
 const CHECKSUM_LEN: usize = 4;
 
@@ -22,18 +28,95 @@ pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
 /// Encodes `pairs`, which must be in ascending key order (as a sled tree yields them).
 pub(crate) fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
-    let body: usize = pairs.iter().map(|(k, v)| 16 + k.as_ref().len() + v.as_ref().len()).sum();
-    let mut bytes = Vec::with_capacity(HEADER_LEN + body + CHECKSUM_LEN);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
-    bytes.extend_from_slice(&(pairs.len() as u64).to_be_bytes());
-    for (key, value) in pairs {
-        put_bytes(&mut bytes, key.as_ref());
-        put_bytes(&mut bytes, value.as_ref());
+    let mut bytes = Vec::with_capacity(usize::try_from(encoded_len(pairs)).unwrap_or(0));
+    for chunk in SnapshotChunks::new(pairs, usize::MAX) {
+        bytes.extend_from_slice(&chunk);
     }
-    let checksum = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&checksum.to_be_bytes());
     bytes
+}
+
+/// How many bytes [`encode`] makes of `pairs`.
+pub(crate) fn encoded_len<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> u64 {
+    let body: u64 = pairs.iter().map(|(k, v)| 16 + k.as_ref().len() as u64 + v.as_ref().len() as u64).sum();
+    (HEADER_LEN + CHECKSUM_LEN) as u64 + body
+}
+
+/// The encoding of a list of pairs, in pieces of at most `max_chunk` bytes; all of them in
+/// order are exactly [`encode`]'s bytes. Each piece is encoded when it is asked for, so only
+/// the pairs and one piece are in memory, never the whole encoding.
+pub(crate) struct SnapshotChunks<P, K, V> {
+    pairs: P,
+    next_pair: usize,
+    /// Encoded bytes not yet handed out; after the last pair, the checksum too.
+    pending: Vec<u8>,
+    /// The CRC of every byte put in `pending` so far, the checksum excepted.
+    crc: crc32fast::Hasher,
+    sealed: bool,
+    max_chunk: usize,
+    _pair: PhantomData<fn() -> (K, V)>,
+}
+
+impl<P, K, V> SnapshotChunks<P, K, V>
+where
+    P: AsRef<[(K, V)]>,
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    /// Pieces of the encoding of `pairs` (ascending key order); `max_chunk` is at least 1.
+    pub(crate) fn new(pairs: P, max_chunk: usize) -> Self {
+        let mut pending = Vec::with_capacity(HEADER_LEN);
+        pending.extend_from_slice(MAGIC);
+        pending.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        pending.extend_from_slice(&(pairs.as_ref().len() as u64).to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&pending);
+        SnapshotChunks {
+            pairs,
+            next_pair: 0,
+            pending,
+            crc,
+            sealed: false,
+            max_chunk: max_chunk.max(1),
+            _pair: PhantomData,
+        }
+    }
+}
+
+impl<P, K, V> Iterator for SnapshotChunks<P, K, V>
+where
+    P: AsRef<[(K, V)]>,
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let pairs = self.pairs.as_ref();
+        while self.pending.len() < self.max_chunk && !self.sealed {
+            match pairs.get(self.next_pair) {
+                Some((key, value)) => {
+                    let start = self.pending.len();
+                    put_bytes(&mut self.pending, key.as_ref());
+                    put_bytes(&mut self.pending, value.as_ref());
+                    self.crc.update(&self.pending[start..]);
+                    self.next_pair += 1;
+                }
+                None => {
+                    let checksum = self.crc.clone().finalize();
+                    self.pending.extend_from_slice(&checksum.to_be_bytes());
+                    self.sealed = true;
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            return None;
+        }
+        if self.pending.len() > self.max_chunk {
+            let rest = self.pending.split_off(self.max_chunk);
+            return Some(std::mem::replace(&mut self.pending, rest));
+        }
+        Some(std::mem::take(&mut self.pending))
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -43,6 +126,16 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Decodes and verifies a snapshot. Any damage is a [`StoreError::SnapshotRefused`].
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Pair>, StoreError> {
+    let mut pairs: Vec<Pair> = Vec::new();
+    decode_each(bytes, |key, value| pairs.push((key.to_vec(), value.to_vec())))?;
+    Ok(pairs)
+}
+
+/// Verifies a snapshot and hands each pair to `each`, in key order, without copying it.
+/// Nothing is handed out before the checksum has been verified; a structural fault found
+/// later (only possible in bytes that a bug wrote and checksummed) stops the walk with a
+/// refusal. Returns the number of pairs.
+pub(crate) fn decode_each<'a>(bytes: &'a [u8], mut each: impl FnMut(&'a [u8], &'a [u8])) -> Result<u64, StoreError> {
     let body = verified_body(bytes)?;
     let mut reader = Reader { rest: body };
     if reader.take(MAGIC.len())? != MAGIC {
@@ -53,19 +146,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Pair>, StoreError> {
         return Err(refused(format!("snapshot format version {version}, this build reads {SNAPSHOT_VERSION}")));
     }
     let count = reader.u64()?;
-    let mut pairs: Vec<Pair> = Vec::new();
+    let mut previous: Option<&[u8]> = None;
     for _ in 0..count {
-        let key = reader.length_prefixed()?.to_vec();
-        let value = reader.length_prefixed()?.to_vec();
-        if pairs.last().is_some_and(|(previous, _)| *previous >= key) {
+        let key = reader.length_prefixed()?;
+        let value = reader.length_prefixed()?;
+        if previous.is_some_and(|previous| previous >= key) {
             return Err(refused("keys are not in strictly ascending order"));
         }
-        pairs.push((key, value));
+        previous = Some(key);
+        each(key, value);
     }
     if !reader.rest.is_empty() {
         return Err(refused(format!("{} bytes follow the last pair", reader.rest.len())));
     }
-    Ok(pairs)
+    Ok(count)
 }
 
 /// Checks the trailing CRC-32 and returns the bytes it covers.
@@ -144,6 +238,20 @@ mod tests {
         let checksum = crc32fast::hash(&body);
         body.extend_from_slice(&checksum.to_be_bytes());
         body
+    }
+
+    #[test]
+    fn pieces_of_any_size_make_the_same_bytes() {
+        let pairs = sample();
+        let whole = encode(&pairs);
+        assert_eq!(encoded_len(&pairs), whole.len() as u64);
+        for max_chunk in [1, 3, 7, 16, whole.len() - 1, whole.len(), whole.len() + 5] {
+            let pieces: Vec<Vec<u8>> = SnapshotChunks::new(pairs.clone(), max_chunk).collect();
+            assert!(pieces.iter().all(|p| !p.is_empty() && p.len() <= max_chunk), "max {max_chunk}");
+            assert_eq!(pieces.concat(), whole, "max {max_chunk}");
+        }
+        let empty: Vec<Pair> = Vec::new();
+        assert_eq!(SnapshotChunks::new(&empty[..], 4).collect::<Vec<_>>().concat(), encode(&empty));
     }
 
     #[test]

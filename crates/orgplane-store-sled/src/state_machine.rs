@@ -16,6 +16,7 @@
 use std::convert::Infallible;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -45,6 +46,17 @@ pub struct StateMachineStore {
     /// Held exclusively while a batch lands in `sm`, so readers see whole batches.
     apply_lock: ApplyLock,
     snapshot: SnapshotSlot,
+    /// Told about every snapshot built or installed, for metrics.
+    observer: Option<Arc<dyn SnapshotObserver>>,
+}
+
+/// Watches the store's snapshot work, so the node can export counts and durations without this
+/// crate knowing a metrics library. Called inline after the work succeeded: keep it quick.
+pub trait SnapshotObserver: Send + Sync + 'static {
+    /// A snapshot was built and saved, `elapsed` after its copy of the state began.
+    fn snapshot_built(&self, elapsed: Duration);
+    /// A snapshot from the leader replaced the state, in `elapsed`.
+    fn snapshot_installed(&self, elapsed: Duration);
 }
 
 /// Builds a snapshot from the copy of the `sm` tree taken by
@@ -55,6 +67,9 @@ pub struct SnapshotBuilder {
     /// trait's `get_snapshot_builder` cannot fail, so the error waits for `build_snapshot`).
     copy: Result<TreeCopy, StoreError>,
     snapshot: SnapshotSlot,
+    /// When the copy began: a build's duration runs from there to the saved snapshot.
+    started: Instant,
+    observer: Option<Arc<dyn SnapshotObserver>>,
 }
 
 /// A copy of the `sm` tree with the applied pointers it holds.
@@ -77,7 +92,12 @@ struct SnapshotSlot {
 impl StateMachineStore {
     pub(crate) fn new(db: sled::Db, sm: sled::Tree, snapshot: sled::Tree) -> StateMachineStore {
         let snapshot = SnapshotSlot { tree: snapshot, save_lock: Arc::default() };
-        StateMachineStore { db, sm, apply_lock: ApplyLock::default(), snapshot }
+        StateMachineStore { db, sm, apply_lock: ApplyLock::default(), snapshot, observer: None }
+    }
+
+    /// Reports every snapshot built or installed from now on to `observer`.
+    pub fn observe_snapshots(&mut self, observer: Arc<dyn SnapshotObserver>) {
+        self.observer = Some(observer);
     }
 
     /// A read handle on the live state, for queries. Cheap; clone it freely.
@@ -294,6 +314,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
         self.snapshot.save_built(&meta, &data).map_err(write_error)?;
         self.db.flush_async().await.map_err(StoreError::sled("flushing a built snapshot")).map_err(write_error)?;
+        if let Some(observer) = &self.observer {
+            observer.snapshot_built(self.started.elapsed());
+        }
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -322,8 +345,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     /// same task that calls `apply`, so no apply runs while the copy is taken.
     #[tracing::instrument(name = "store.snapshot_copy", skip_all)]
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let started = Instant::now();
         let copy = self.copy_tree().await;
-        SnapshotBuilder { db: self.db.clone(), copy, snapshot: self.snapshot.clone() }
+        SnapshotBuilder {
+            db: self.db.clone(),
+            copy,
+            snapshot: self.snapshot.clone(),
+            started,
+            observer: self.observer.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
@@ -332,9 +362,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     #[tracing::instrument(name = "store.install_snapshot", skip_all, fields(snapshot_id = %meta.snapshot_id))]
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), RaftStorageError> {
+        let started = Instant::now();
         let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
         self.replace_state(meta, snapshot.into_inner()).map_err(write_error)?;
         self.db.flush_async().await.map_err(StoreError::sled("flushing an installed snapshot")).map_err(write_error)?;
+        if let Some(observer) = &self.observer {
+            observer.snapshot_installed(started.elapsed());
+        }
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use openraft::LogId;
 use orgplane_model::state::{StateRead, StorageFault};
 use orgplane_raft::NodeId;
 
+use crate::backup::StateCopy;
 use crate::error::StoreError;
 use crate::layout::{is_reserved_key, read_json, FIRST_MODEL_KEY, LAST_APPLIED_KEY};
 
@@ -63,6 +64,18 @@ impl StateReader {
     pub fn read_consistent<T>(&self, query: impl FnOnce(&ConsistentView<'_>) -> T) -> T {
         let view = ConsistentView { sm: &self.sm, _no_batch_lands: self.lock.read() };
         query(&view)
+    }
+
+    /// A copy of the whole state machine (model data and applied pointers) for a backup, taken
+    /// while no batch lands, so it is the state after exactly the entries up to its last
+    /// applied id. sled has no point-in-time snapshots and a plain scan could straddle a
+    /// batch; the lock is what makes the copy consistent. Applies wait while the copy is
+    /// taken (as they do for a Raft snapshot's copy), and reads that arrive behind a waiting
+    /// apply wait too; nothing waits while the copy is streamed. Blocking: call it off the
+    /// async runtime's threads.
+    pub fn copy_state(&self) -> Result<StateCopy, StoreError> {
+        let _no_batch_lands = self.lock.read();
+        StateCopy::of_tree(&self.sm)
     }
 
     /// The id of the last log entry whose effects are in the state machine, or `None` before

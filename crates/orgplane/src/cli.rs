@@ -15,14 +15,24 @@ use orgplane_router::RouterConfig;
 
 use crate::config_file::{self, ConfigFileError};
 use crate::k8s::{self, HostnameError};
-use crate::telemetry::LogFormat;
+use orgplane_telemetry::trace::LogFormat;
 
 /// `orgplane`: the whole command line.
 #[derive(Debug, Parser)]
 #[command(name = "orgplane", version, about = "A region-sharded control plane for organizations")]
 pub struct Cli {
-    /// Log format on stderr (RUST_LOG filters).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ORGPLANE_LOG_FORMAT")]
+    /// Log format on stderr (RUST_LOG filters); JSON lines carry every span's fields (trace_id,
+    /// region, node, org, request_id).
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "ORGPLANE_LOG_FORMAT",
+        value_parser = clap::builder::TypedValueParser::try_map(
+            clap::builder::PossibleValuesParser::new(LogFormat::NAMES),
+            |name| name.parse::<LogFormat>(),
+        ),
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +50,9 @@ pub enum Command {
     /// Ask a node or router for its gRPC health; exit 0 when SERVING, 1 otherwise (for
     /// container health checks: the image has no shell and no grpcurl).
     Health(HealthArgs),
+    /// Seed a node's empty data dir from a backup (`orgctl backup`), for a new cluster: restore
+    /// every node of --peers from the same file with the same --peers, then start them.
+    Restore(RestoreArgs),
 }
 
 /// `orgplane node`.
@@ -69,6 +82,12 @@ pub struct NodeArgs {
     /// `orgctl cluster add-node`) instead of forming a new one from --peers.
     #[arg(long, env = "ORGPLANE_JOIN")]
     pub join: bool,
+    /// HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP); none by default.
+    #[arg(long, env = "ORGPLANE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Export spans over OTLP/gRPC to this collector (http://HOST:4317).
+    #[arg(long, env = "ORGPLANE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `orgplane router`.
@@ -83,6 +102,13 @@ pub struct RouterArgs {
     /// A region and its nodes, NAME=HOST:PORT,HOST:PORT,HOST:PORT; once per region.
     #[arg(long = "region", value_name = "NAME=ENDPOINTS")]
     pub regions: Vec<String>,
+    /// HOST:PORT to serve Prometheus metrics (GET /metrics) and the status page on, plain HTTP;
+    /// none by default.
+    #[arg(long, env = "ORGPLANE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Export spans over OTLP/gRPC to this collector (http://HOST:4317).
+    #[arg(long, env = "ORGPLANE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `orgplane dev`.
@@ -97,6 +123,46 @@ pub struct DevArgs {
     /// The first of nine node ports, used on first start (later starts reuse the saved layout).
     #[arg(long, default_value_t = 50061)]
     pub node_base_port: u16,
+    /// The router's Prometheus metrics and status page (plain HTTP; GET /metrics). The dev
+    /// nodes serve no metrics.
+    #[arg(long, default_value = "127.0.0.1:9100", env = "ORGPLANE_METRICS_LISTEN")]
+    pub metrics_listen: SocketAddr,
+    /// Export spans over OTLP/gRPC to this collector (http://HOST:4317).
+    #[arg(long, default_value = "", env = "ORGPLANE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: String,
+}
+
+/// `orgplane restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The region the backup must be of: us, eu or apac.
+    #[arg(long)]
+    pub region: orgplane_model::Region,
+    /// The backup file, as `orgctl backup` wrote it.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The new node's data dir; it must be absent or empty.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The new node's id, one of --peers.
+    #[arg(long)]
+    pub node_id: u64,
+    /// Every node of the new cluster, all voters: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
+    #[arg(long)]
+    pub peers: String,
+}
+
+impl RestoreArgs {
+    /// The restore these flags ask for.
+    pub fn to_config(&self) -> Result<crate::restore::RestoreConfig, ArgsError> {
+        Ok(crate::restore::RestoreConfig {
+            region: self.region,
+            from: self.from.clone(),
+            data_dir: self.data_dir.clone(),
+            node_id: self.node_id,
+            peers: orgplane_node::config::parse_peers(&self.peers)?,
+        })
+    }
 }
 
 /// `orgplane health`.
@@ -140,6 +206,8 @@ impl NodeArgs {
         config_file::set(&mut table, "node-id", node_id.map(|n| n as i64));
         config_file::set(&mut table, "listen", self.listen);
         config_file::set(&mut table, "data-dir", self.data_dir.map(|d| d.display().to_string()));
+        config_file::set(&mut table, "metrics-listen", self.metrics_listen);
+        config_file::set(&mut table, "otlp-endpoint", self.otlp_endpoint);
         if self.join {
             table.insert("join".into(), toml::Value::Boolean(true));
         }
@@ -158,6 +226,8 @@ impl RouterArgs {
     pub fn into_config(self) -> Result<RouterConfig, ArgsError> {
         let mut table = config_file::load_table(self.config.as_deref())?;
         config_file::set(&mut table, "listen", self.listen);
+        config_file::set(&mut table, "otlp-endpoint", self.otlp_endpoint);
+        config_file::set(&mut table, "metrics-listen", self.metrics_listen);
         if !self.regions.is_empty() {
             let mut regions = toml::Table::new();
             for flag in &self.regions {
@@ -221,6 +291,28 @@ mod tests {
         assert_eq!(parse("health").unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
         let Command::Health(args) = parse("health --addr 127.0.0.1:50061").unwrap().command else { panic!() };
         assert_eq!((args.addr.as_str(), args.service.as_str(), args.timeout_ms), ("127.0.0.1:50061", "", 2000));
+    }
+
+    #[test]
+    fn metrics_listen_is_off_unless_asked_for() {
+        let node = format!("{NODE} --node-id 1");
+        assert_eq!(node_args(&node).into_config(no_hostname).unwrap().metrics_listen, None);
+        let config = node_args(&format!("{node} --metrics-listen 0.0.0.0:9100")).into_config(no_hostname).unwrap();
+        assert_eq!(config.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+        config.validate().unwrap();
+        let Command::Router(args) = parse("router --region eu=a:1 --metrics-listen 127.0.0.1:9101").unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(args.into_config().unwrap().metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
+        let Command::Dev(args) = parse("dev").unwrap().command else { panic!() };
+        assert_eq!(args.metrics_listen, "127.0.0.1:9100".parse().unwrap());
+        let err = node_args(&format!("{node} --metrics-listen nowhere")).into_config(no_hostname).unwrap_err();
+        assert!(err.to_string().contains("metrics-listen"), "{err}");
+    }
+
+    fn no_hostname() -> Result<String, HostnameError> {
+        panic!("read the host name")
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct DevConfig {
     pub node_base_port: u16,
     /// Nodes per region.
     pub nodes_per_region: u64,
+    /// Where the router serves its metrics (`GET /metrics`); port 0 lets the OS choose
+    /// (tests), None serves none. The dev nodes serve no metrics.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The addresses of a dev deployment, as written to `dev-layout.toml`.
@@ -59,6 +62,8 @@ pub struct DevNode {
     pub node_id: u64,
     pub addr: String,
     pub data_dir: PathBuf,
+    /// Where the node serves `GET /metrics`, when its config has `metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
     /// The node's Raft handle, for status and tests.
     pub raft: orgplane_node::node::Raft,
     stop: watch::Sender<bool>,
@@ -68,6 +73,8 @@ pub struct DevNode {
 /// The running deployment.
 pub struct DevDeployment {
     pub router_addr: SocketAddr,
+    /// Where the router serves `GET /metrics`, if it does.
+    pub router_metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub nodes: Vec<DevNode>,
     router_stop: watch::Sender<bool>,
@@ -133,6 +140,11 @@ pub async fn start(config: DevConfig) -> Result<DevDeployment, DevError> {
         .map_err(|source| DevError::Bind { addr: config.listen.to_string(), source })?;
     let router_addr =
         router_listener.local_addr().map_err(|source| DevError::Bind { addr: config.listen.to_string(), source })?;
+    let router_metrics = match config.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let router_metrics_addr = router_metrics.as_ref().map(|(_, addr)| *addr);
     let (layout, mut listeners) = DevLayout::load_or_bind(&config).await?;
 
     let mut nodes = Vec::new();
@@ -159,17 +171,36 @@ pub async fn start(config: DevConfig) -> Result<DevDeployment, DevError> {
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = orgplane_router::run(router_config, router_listener, shutdown).await {
+        let metrics_listener = router_metrics.map(|(listener, _)| listener);
+        if let Err(e) = orgplane_router::run_with_http(router_config, router_listener, metrics_listener, shutdown).await
+        {
             tracing::error!(error = %e, "router stopped with an error");
         }
     });
-    Ok(DevDeployment { router_addr, data_dir: config.data_dir, nodes, router_stop, router_task })
+    Ok(DevDeployment { router_addr, router_metrics_addr, data_dir: config.data_dir, nodes, router_stop, router_task })
 }
 
-/// Starts one node on `listener` and serves it in a task until told to stop.
+/// Binds `addr`, and tells which address it got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DevError> {
+    let bind_error = |source| DevError::Bind { addr: addr.to_string(), source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+/// Starts one node on `listener` and serves it in a task until told to stop; also its metrics,
+/// when `config.metrics_listen` is set (port 0 picks one: see [`DevNode::metrics_addr`]).
 pub async fn spawn_node(config: NodeConfig, listener: TcpListener, addr: String) -> Result<DevNode, DevError> {
     let (region, node_id, data_dir) = (config.region, config.node_id, config.data_dir.clone());
-    let node = Node::start(config).await.map_err(|source| DevError::Node { region, node_id, source })?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|(_, addr)| *addr);
+    let mut node = Node::start(config).await.map_err(|source| DevError::Node { region, node_id, source })?;
+    if let Some((metrics_listener, _)) = metrics {
+        node = node.with_metrics_listener(metrics_listener);
+    }
     let raft = node.raft().clone();
     let (stop, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -180,7 +211,7 @@ pub async fn spawn_node(config: NodeConfig, listener: TcpListener, addr: String)
             tracing::error!(%region, node_id, error = %e, "node stopped with an error");
         }
     });
-    Ok(DevNode { region, node_id, addr, data_dir, raft, stop, task })
+    Ok(DevNode { region, node_id, addr, data_dir, metrics_addr, raft, stop, task })
 }
 
 impl DevNode {
@@ -210,6 +241,10 @@ impl DevDeployment {
     /// Prints what runs where, for a person at a terminal.
     pub fn describe(&self) -> String {
         let mut out = format!("orgplane dev: router on {} (data in {})\n", self.router_addr, self.data_dir.display());
+        if let Some(metrics) = self.router_metrics_addr {
+            out.push_str(&format!("  status page: http://{metrics}/\n"));
+            out.push_str(&format!("  router metrics: http://{metrics}/metrics\n"));
+        }
         for region in Region::ALL {
             let nodes: Vec<String> = self
                 .nodes

@@ -6,7 +6,7 @@
 //! - [`config_file`]: merging a TOML config file with command-line flags.
 //! - [`health_probe`]: `orgplane health`, one gRPC health check for container probes.
 //! - [`k8s`]: the node id of a StatefulSet pod, from its host name.
-//! - [`telemetry`]: the tracing subscriber (text or JSON logs).
+//! - [`restore`]: `orgplane restore`, seeding a new node's data dir from a backup file.
 //! - [`signal`]: Ctrl-C and SIGTERM as one shutdown future.
 
 #![forbid(unsafe_code)]
@@ -16,8 +16,8 @@ pub mod config_file;
 pub mod dev;
 pub mod health_probe;
 pub mod k8s;
+pub mod restore;
 pub mod signal;
-pub mod telemetry;
 
 /// The `orgplane` command line, every subcommand and flag, as clap sees it.
 pub fn cli() -> clap::Command {

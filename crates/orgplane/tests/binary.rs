@@ -177,3 +177,84 @@ fn free_port_block(n: u16) -> u16 {
     }
     panic!("no block of {n} free ports");
 }
+
+/// `orgplane restore` as an operator runs it: a backup of a running node's region, refused
+/// when damaged or of another region (writing nothing), restored into a new data dir, and a
+/// new `orgplane node` started on it that serves the backed-up org and takes writes.
+#[tokio::test]
+async fn restore_seeds_a_new_node_that_serves_the_backup() {
+    use orgplane_client::{Client, Consistency};
+    use orgplane_model::Region;
+
+    let dir = tempfile::tempdir().unwrap();
+    let old_addr = format!("127.0.0.1:{}", free_port());
+    let mut old = Command::new(BIN)
+        .args(["node", "--region", "eu", "--node-id", "1", "--listen", &old_addr, "--peers", &format!("1={old_addr}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("old"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_serving(&old_addr, "orgplane.v1.OrgService", &mut old).await;
+    let client = Client::connect(&old_addr).unwrap();
+    let org = client.create_org(Region::Eu, "Backed up").await.unwrap();
+
+    let file = dir.path().join("eu.opb");
+    let mut stream = client.backup(Region::Eu).await.unwrap();
+    let mut writer =
+        orgplane_backup::BackupWriter::new(std::fs::File::create(&file).unwrap(), stream.header().clone()).unwrap();
+    while let Some(data) = stream.next_data().await.unwrap() {
+        writer.write_data(&data).unwrap();
+    }
+    writer.finish(stream.data_crc32().unwrap()).unwrap();
+    stop_with(&mut old, "TERM");
+
+    let new_addr = format!("127.0.0.1:{}", free_port());
+    let peers = format!("1={new_addr}");
+    let restore = |region: &str, from: &std::path::Path, data_dir: &std::path::Path| {
+        Command::new(BIN)
+            .args(["restore", "--region", region, "--node-id", "1", "--peers", &peers])
+            .arg("--from")
+            .arg(from)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .output()
+            .unwrap()
+    };
+    let new_dir = dir.path().join("new");
+
+    let out = restore("us", &file, &new_dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is of region eu, not us"), "{out:?}");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last_data_byte = bytes.len() - 9;
+    bytes[last_data_byte] ^= 0x80;
+    let damaged = dir.path().join("damaged.opb");
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = restore("eu", &damaged, &new_dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"), "{out:?}");
+    assert!(!new_dir.exists(), "a refused restore writes nothing");
+
+    let out = restore("eu", &file, &new_dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("restored region eu at log index"), "{stdout}");
+    assert!(stdout.contains(&format!("--data-dir {}", new_dir.display())), "says how to start the node: {stdout}");
+
+    let mut new = Command::new(BIN)
+        .args(["node", "--region", "eu", "--node-id", "1", "--listen", &new_addr, "--peers", &peers])
+        .arg("--data-dir")
+        .arg(&new_dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_serving(&new_addr, "orgplane.v1.OrgService", &mut new).await;
+    let client = Client::connect(&new_addr).unwrap();
+    assert_eq!(client.get_org(&org.id, Consistency::Linearizable).await.unwrap().org, org);
+    client.add_member(&org.id, "alice", orgplane_model::Role::Admin).await.unwrap();
+    let membership = client.membership(Region::Eu).await.unwrap();
+    let addresses: Vec<&str> = membership.members.iter().map(|m| m.address.as_str()).collect();
+    assert_eq!(addresses, [new_addr.as_str()], "the new cluster's own address, not the old one");
+    stop_with(&mut new, "TERM");
+}

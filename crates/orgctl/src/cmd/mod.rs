@@ -2,6 +2,7 @@
 //! `Subcommand`) and a `run` that makes the calls and returns what to print, as an
 //! [`Render`] value; printing is [`crate::output`]'s job.
 
+pub mod backup;
 pub mod cluster;
 pub mod member;
 pub mod org;
@@ -10,6 +11,7 @@ pub mod user;
 use orgplane_client::{Client, ClientError, ClientOptions};
 
 use crate::cli::{Command, GlobalArgs};
+use crate::error::CommandError;
 use crate::output::Render;
 
 /// The items per page the `--page-size` flags accept.
@@ -28,11 +30,12 @@ pub fn client(global: &GlobalArgs) -> Result<Client, ClientError> {
 }
 
 /// Runs `command` and returns its answer, ready to print.
-pub async fn run(client: &Client, command: Command) -> Result<Box<dyn Render>, ClientError> {
-    match command {
-        Command::Org(command) => org::run(client, command).await,
-        Command::Member(command) => member::run(client, command).await,
-        Command::User(command) => user::run(client, command).await,
-        Command::Cluster(command) => cluster::run(client, command).await,
-    }
+pub async fn run(client: &Client, command: Command) -> Result<Box<dyn Render>, CommandError> {
+    Ok(match command {
+        Command::Org(command) => org::run(client, command).await?,
+        Command::Member(command) => member::run(client, command).await?,
+        Command::User(command) => user::run(client, command).await?,
+        Command::Cluster(command) => cluster::run(client, command).await?,
+        Command::Backup(args) => backup::run(client, args).await?,
+    })
 }

@@ -117,7 +117,7 @@ async fn a_partial_user_list_is_reported_in_json_and_on_stderr() {
     json(&server, &["member", "add", &us_id, "alice", "--role", "agent"]).await;
     server.set_region_result(Region::Apac, v1::RegionState::Unavailable, "region apac has no leader");
 
-    let output = orgctl(&server, &["user", "orgs", "alice", "-o", "json"]).await;
+    let output = orgctl(&server, &["user", "orgs", "alice", "--output", "json"]).await;
     assert!(output.status.success(), "a partial list is still an answer");
     let document: Value = serde_json::from_slice(&output.stdout).expect("one JSON document");
     assert_eq!(document["partial"], true);
@@ -152,7 +152,7 @@ async fn cluster_commands_print_every_region() {
 #[tokio::test]
 async fn server_errors_name_the_status_and_the_hint() {
     let server = FakeServer::start().await.unwrap();
-    let missing = orgctl(&server, &["org", "get", "eu-00000000000000000000000000", "-o", "json"]).await;
+    let missing = orgctl(&server, &["org", "get", "eu-00000000000000000000000000", "--output", "json"]).await;
     assert_failed(&missing, 1, "NOT_FOUND", "check the id");
 
     let created = json(&server, &["org", "create", "--region", "us", "--name", "Acme"]).await;

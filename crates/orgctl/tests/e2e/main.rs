@@ -1,6 +1,6 @@
 //! `orgctl` end to end against the real `orgplane dev` deployment (three regions of three nodes
 //! and a router, started in this test process on loopback ports): the tour of the README,
-//! with `--output json` parsed.
+//! with `--output json` parsed, and a region's backup written to a file.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -62,6 +62,7 @@ async fn the_readme_tour_works_against_orgplane_dev() {
         listen: "127.0.0.1:0".parse().unwrap(),
         node_base_port: 0,
         nodes_per_region: 3,
+        metrics_listen: None,
     })
     .await
     .expect("dev starts");
@@ -105,6 +106,28 @@ async fn the_readme_tour_works_against_orgplane_dev() {
 
         let list = ctl.json(&["org", "list", "--region", "eu"]);
         assert!(list.to_string().contains("Acme EU"), "{list}");
+
+        // A backup of eu to a file: checked, and never over an existing file without --force.
+        let backups = tempfile::tempdir().unwrap();
+        let file = backups.path().join("eu.opb");
+        let file_arg = file.to_str().expect("a UTF-8 temp path");
+        let done = ctl.json(&["backup", "--region", "eu", "-o", file_arg]);
+        assert_eq!(done["region"], "eu", "{done}");
+        assert!(done["log_index"].as_u64().is_some_and(|i| i > 0), "{done}");
+        let verified = orgplane_backup::verify_backup(std::fs::File::open(&file).unwrap()).expect("a sound file");
+        assert_eq!(done["file_bytes"].as_u64(), Some(verified.file_bytes), "{done}");
+        assert_eq!(done["data_crc32"], format!("{:08x}", verified.data_crc32), "{done}");
+        assert_eq!(verified.header.log_index, done["log_index"].as_u64().unwrap());
+        let written = std::fs::read(&file).unwrap();
+        let refused = ctl.run(&["backup", "--region", "eu", "-o", file_arg]);
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("ALREADY_EXISTS"), "{refused:?}");
+        assert!(refused.stdout.is_empty());
+        assert_eq!(std::fs::read(&file).unwrap(), written, "the existing file is untouched");
+        let forced = ctl.json(&["backup", "--region", "eu", "-o", file_arg, "--force"]);
+        assert!(forced["log_index"].as_u64() >= done["log_index"].as_u64(), "{forced}");
+        let left: Vec<_> = std::fs::read_dir(backups.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["eu.opb"], "no temporary file is left behind");
 
         let status = ctl.json(&["cluster", "status"]);
         let text = status.to_string();

@@ -1,8 +1,11 @@
 //! Conversions between wire messages and domain types, one file per message family.
 //! Wire-to-domain parsing fails with [`ConvError`], which names the field.
 
+mod backup;
 mod org;
 mod page_token;
+
+pub use backup::{backup_header_to_wire, parse_backup_header};
 
 pub use org::{member_to_wire, org_to_wire, parse_org_id, parse_region, parse_role, user_org_to_wire};
 pub use page_token::{decode_page_token, encode_page_token};
