@@ -126,7 +126,7 @@ async fn any_node_accepts_writes_and_reads_are_linearizable_everywhere() {
     c.set_member_role(SetMemberRoleRequest {
         org_id: org.id.clone(),
         user_id: "alice".into(),
-        role: "admin".into(),
+        role: "agent".into(),
         request_id: String::new(),
     })
     .await
@@ -137,7 +137,7 @@ async fn any_node_accepts_writes_and_reads_are_linearizable_everywhere() {
         .unwrap()
         .into_inner();
     assert_eq!(mine.orgs.len(), 1);
-    assert_eq!(mine.orgs[0].role, "admin");
+    assert_eq!(mine.orgs[0].role, "agent");
     assert_eq!(mine.regions[0].state, RegionState::Ok as i32);
     c.remove_member(RemoveMemberRequest { org_id: org.id.clone(), user_id: "alice".into(), request_id: String::new() })
         .await
@@ -337,7 +337,7 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
         .add_member(AddMemberRequest {
             org_id: org.id.clone(),
             user_id: "u".into(),
-            role: "owner".into(),
+            role: "owner!".into(),
             request_id: String::new(),
         })
         .await;

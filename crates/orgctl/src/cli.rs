@@ -222,7 +222,7 @@ mod tests {
         check_refused("org create --name Acme", ErrorKind::MissingRequiredArgument);
         check_refused("org create --region eu --name Acme --request-id", ErrorKind::InvalidValue);
         check_refused("org create --region eu --name Acme --request-id has\u{7f}del", ErrorKind::ValueValidation);
-        check_refused("member add eu-1 alice --role owner", ErrorKind::ValueValidation);
+        check_refused("member add eu-1 alice --role owner!", ErrorKind::ValueValidation);
         check_refused("org list --region eu --all --page-token t", ErrorKind::ArgumentConflict);
         check_refused("org list --region eu --page-size 0", ErrorKind::ValueValidation);
         check_refused("org list --region eu --page-size 1001", ErrorKind::ValueValidation);

@@ -233,6 +233,7 @@ fn domain(err: DomainError) -> Status {
         DomainError::AlreadyExists { .. } => Code::AlreadyExists,
         DomainError::VersionMismatch { .. } => Code::Aborted,
         DomainError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        DomainError::PermissionDenied { .. } => Code::PermissionDenied,
     };
     Status::new(code, err.to_string())
 }

@@ -1,47 +1,155 @@
-//! Commands: what a write asks for, and what it answers. A command is proposed to Raft as part
-//! of a batch and applied by [`crate::state::apply`] on every replica, so it carries every value
-//! that must be the same everywhere (the new org's id, the time).
+//! Commands: what a write asks for, who asks, and what it answers. A command is proposed to
+//! Raft as part of a batch and applied by [`crate::state::apply`] on every replica, so it
+//! carries every value that must be the same everywhere (the new org's id, the time, the
+//! actor).
 
 use serde::{Deserialize, Serialize};
 
+use crate::actor::Actor;
 use crate::error::DomainError;
 use crate::id::OrgId;
+use crate::invitation::Invitation;
 use crate::org::{Member, Org};
-use crate::role::Role;
+use crate::permission::{Permission, PermissionSet};
+use crate::policy::Access;
+use crate::resource::{ConfigEntry, IntegrationView, PhoneNumber};
+use crate::role::{CustomRole, Role};
 
 /// One write, as replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
-    /// The caller's idempotency key. A second command with the same id answers the first one's
-    /// result and changes nothing. Never empty: the node makes one when the caller gave none,
-    /// so the node's own retries stay safe too.
+    /// The caller's idempotency key. A second command with the same id (from the same actor,
+    /// about the same org) answers the first one's result and changes nothing. Never empty:
+    /// the node makes one when the caller gave none, so the node's own retries stay safe too.
     pub request_id: String,
     /// Wall-clock time chosen by the node that accepted the request, in ms since the epoch.
-    /// Used for timestamps and for expiring old request ids, identically on every replica.
+    /// Used for timestamps, expiry (request ids, invitations) and the audit log, identically on
+    /// every replica.
     pub issued_at_ms: u64,
+    /// Who issued it, as the accepting node authenticated them. `apply` authorizes the command
+    /// against the state with it; the router's word is never taken.
+    pub actor: Actor,
     pub op: Op,
 }
 
-/// What a command does.
+/// What a command does. Names given here (roles, integrations, emails, numbers) are
+/// validated again by `apply`, so a command that skipped the node's checks still cannot store
+/// malformed data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Create an org. The id was chosen by the accepting node and names this region.
-    CreateOrg { id: OrgId, name: String },
+    CreateOrg {
+        id: OrgId,
+        name: String,
+    },
     /// Rename an org. With `expected_version`, refused unless it is the org's current version.
-    UpdateOrg { id: OrgId, name: String, expected_version: Option<u64> },
-    /// Delete an org and all its memberships.
-    DeleteOrg { id: OrgId, expected_version: Option<u64> },
+    UpdateOrg {
+        id: OrgId,
+        name: String,
+        expected_version: Option<u64>,
+    },
+    /// Delete an org with its members, roles, invitations and resources. Its audit log stays
+    /// (see [`crate::audit`]).
+    DeleteOrg {
+        id: OrgId,
+        expected_version: Option<u64>,
+    },
     /// Add a user to an org with a role.
-    AddMember { org_id: OrgId, user_id: String, role: Role },
+    AddMember {
+        org_id: OrgId,
+        user_id: String,
+        role: Role,
+    },
     /// Change a member's role.
-    SetMemberRole { org_id: OrgId, user_id: String, role: Role },
+    SetMemberRole {
+        org_id: OrgId,
+        user_id: String,
+        role: Role,
+    },
     /// Remove a member from an org.
-    RemoveMember { org_id: OrgId, user_id: String },
+    RemoveMember {
+        org_id: OrgId,
+        user_id: String,
+    },
+    /// Define a custom role.
+    CreateRole {
+        org_id: OrgId,
+        name: String,
+        permissions: PermissionSet,
+    },
+    /// Replace a custom role's permissions; every holder's permissions change with it.
+    UpdateRole {
+        org_id: OrgId,
+        name: String,
+        permissions: PermissionSet,
+        expected_version: Option<u64>,
+    },
+    /// Delete a custom role that no member holds and no pending invitation offers.
+    DeleteRole {
+        org_id: OrgId,
+        name: String,
+    },
+    /// Invite an email address with a role; expires at `expires_at_ms`, or 7 days after the
+    /// command was issued.
+    CreateInvitation {
+        org_id: OrgId,
+        email: String,
+        role: Role,
+        expires_at_ms: Option<u64>,
+    },
+    /// Revoke the pending invitation of an email address.
+    RevokeInvitation {
+        org_id: OrgId,
+        email: String,
+    },
+    /// Accept the invitation addressed to the actor's verified email: the actor becomes a
+    /// member with its role.
+    AcceptInvitation {
+        org_id: OrgId,
+    },
+    /// Create an integration; `name` is unique in the org.
+    CreateIntegration {
+        org_id: OrgId,
+        name: String,
+        kind: String,
+        config: Vec<ConfigEntry>,
+    },
+    /// Change an integration's configuration: `set` keys are written (a key may move between
+    /// plain and secret), `remove` keys dropped. Keys not named keep their values, so secrets
+    /// need not be sent again.
+    UpdateIntegration {
+        org_id: OrgId,
+        name: String,
+        set: Vec<ConfigEntry>,
+        remove: Vec<String>,
+        expected_version: Option<u64>,
+    },
+    DeleteIntegration {
+        org_id: OrgId,
+        name: String,
+    },
+    /// Add a phone number (E.164) to the org.
+    CreatePhoneNumber {
+        org_id: OrgId,
+        number: String,
+        label: String,
+    },
+    /// Change a phone number's label.
+    UpdatePhoneNumber {
+        org_id: OrgId,
+        number: String,
+        label: String,
+        expected_version: Option<u64>,
+    },
+    DeletePhoneNumber {
+        org_id: OrgId,
+        number: String,
+    },
 }
 
 impl Op {
     /// A short stable name of the kind of operation: stored with a request id so that reusing
-    /// an id for a different kind of request is caught.
+    /// an id for a different kind of request is caught, and the `action` of its audit event.
     pub fn kind(&self) -> &'static str {
         match self {
             Op::CreateOrg { .. } => "create_org",
@@ -50,6 +158,18 @@ impl Op {
             Op::AddMember { .. } => "add_member",
             Op::SetMemberRole { .. } => "set_member_role",
             Op::RemoveMember { .. } => "remove_member",
+            Op::CreateRole { .. } => "create_role",
+            Op::UpdateRole { .. } => "update_role",
+            Op::DeleteRole { .. } => "delete_role",
+            Op::CreateInvitation { .. } => "create_invitation",
+            Op::RevokeInvitation { .. } => "revoke_invitation",
+            Op::AcceptInvitation { .. } => "accept_invitation",
+            Op::CreateIntegration { .. } => "create_integration",
+            Op::UpdateIntegration { .. } => "update_integration",
+            Op::DeleteIntegration { .. } => "delete_integration",
+            Op::CreatePhoneNumber { .. } => "create_phone_number",
+            Op::UpdatePhoneNumber { .. } => "update_phone_number",
+            Op::DeletePhoneNumber { .. } => "delete_phone_number",
         }
     }
 
@@ -57,7 +177,45 @@ impl Op {
     pub fn org_id(&self) -> &OrgId {
         match self {
             Op::CreateOrg { id, .. } | Op::UpdateOrg { id, .. } | Op::DeleteOrg { id, .. } => id,
-            Op::AddMember { org_id, .. } | Op::SetMemberRole { org_id, .. } | Op::RemoveMember { org_id, .. } => org_id,
+            Op::AddMember { org_id, .. }
+            | Op::SetMemberRole { org_id, .. }
+            | Op::RemoveMember { org_id, .. }
+            | Op::CreateRole { org_id, .. }
+            | Op::UpdateRole { org_id, .. }
+            | Op::DeleteRole { org_id, .. }
+            | Op::CreateInvitation { org_id, .. }
+            | Op::RevokeInvitation { org_id, .. }
+            | Op::AcceptInvitation { org_id }
+            | Op::CreateIntegration { org_id, .. }
+            | Op::UpdateIntegration { org_id, .. }
+            | Op::DeleteIntegration { org_id, .. }
+            | Op::CreatePhoneNumber { org_id, .. }
+            | Op::UpdatePhoneNumber { org_id, .. }
+            | Op::DeletePhoneNumber { org_id, .. } => org_id,
+        }
+    }
+
+    /// Who may issue it: the write half of the policy table (the read half is
+    /// [`crate::policy::QueryKind::access`]). Some ops check more in `apply` (granting a
+    /// role needs its permissions too; see [`crate::policy`]).
+    pub fn access(&self) -> Access {
+        use Permission as P;
+        match self {
+            Op::CreateOrg { .. } => Access::ProvisionOrg,
+            Op::DeleteOrg { .. } => Access::PlatformAdmin,
+            Op::UpdateOrg { .. } => Access::Permission(P::OrgUpdate),
+            Op::AddMember { .. } | Op::SetMemberRole { .. } | Op::RemoveMember { .. } => {
+                Access::Permission(P::MembersManage)
+            }
+            Op::CreateRole { .. } | Op::UpdateRole { .. } | Op::DeleteRole { .. } => Access::Permission(P::RolesManage),
+            Op::CreateInvitation { .. } | Op::RevokeInvitation { .. } => Access::Permission(P::InvitationsManage),
+            Op::AcceptInvitation { .. } => Access::Invitee,
+            Op::CreateIntegration { .. }
+            | Op::UpdateIntegration { .. }
+            | Op::DeleteIntegration { .. }
+            | Op::CreatePhoneNumber { .. }
+            | Op::UpdatePhoneNumber { .. }
+            | Op::DeletePhoneNumber { .. } => Access::Permission(P::ResourcesIntegrate),
         }
     }
 }
@@ -67,12 +225,25 @@ impl Op {
 pub enum CommandOutcome {
     /// The org as it is after the command.
     Org(Org),
-    /// The membership as it is after the command.
+    /// The membership as it is after the command (also the answer to accepting an invitation).
     Member(Member),
     /// The org is gone; `removed_members` memberships went with it.
-    OrgDeleted { removed_members: u64 },
+    OrgDeleted {
+        removed_members: u64,
+    },
     /// The membership is gone.
     MemberRemoved,
+    /// The custom role as it is after the command.
+    Role(CustomRole),
+    RoleDeleted,
+    /// The invitation as it is after the command (created or revoked).
+    Invitation(Invitation),
+    /// The integration after the command, secrets redacted: outcomes are remembered for
+    /// retries and returned to callers, so they never hold secrets.
+    Integration(IntegrationView),
+    IntegrationDeleted,
+    PhoneNumber(PhoneNumber),
+    PhoneNumberDeleted,
 }
 
 /// The replicated answer to a command: an outcome or a deterministic refusal.

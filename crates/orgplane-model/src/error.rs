@@ -23,9 +23,45 @@ pub enum DomainError {
     /// of request).
     #[error("{reason}")]
     FailedPrecondition { reason: String },
+    /// The actor may see the org but its role lacks `permission` for `action`. Never answered
+    /// to a non-member (they get the org's NotFound, as for an org that does not exist).
+    #[error("{action} requires the {permission} permission")]
+    PermissionDenied { permission: String, action: String },
 }
 
 impl DomainError {
+    /// A stable lowercase name of the variant, recorded in audit events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::InvalidArgument { .. } => "invalid_argument",
+            DomainError::NotFound { .. } => "not_found",
+            DomainError::AlreadyExists { .. } => "already_exists",
+            DomainError::VersionMismatch { .. } => "version_mismatch",
+            DomainError::FailedPrecondition { .. } => "failed_precondition",
+            DomainError::PermissionDenied { .. } => "permission_denied",
+        }
+    }
+
+    pub fn not_found(kind: &str, id: impl ToString) -> DomainError {
+        DomainError::NotFound { kind: kind.into(), id: id.to_string() }
+    }
+
+    pub fn already_exists(kind: &str, id: impl ToString) -> DomainError {
+        DomainError::AlreadyExists { kind: kind.into(), id: id.to_string() }
+    }
+
+    pub fn failed_precondition(reason: impl Into<String>) -> DomainError {
+        DomainError::FailedPrecondition { reason: reason.into() }
+    }
+
+    pub fn permission_denied(permission: impl ToString, action: impl Into<String>) -> DomainError {
+        DomainError::PermissionDenied { permission: permission.to_string(), action: action.into() }
+    }
+
+    pub fn version_mismatch(kind: &str, id: impl ToString, expected: u64, actual: u64) -> DomainError {
+        DomainError::VersionMismatch { kind: kind.into(), id: id.to_string(), expected, actual }
+    }
+
     pub fn org_not_found(id: impl ToString) -> DomainError {
         DomainError::NotFound { kind: "org".into(), id: id.to_string() }
     }

@@ -4,22 +4,53 @@
 //! sled store implements them over its state-machine tree (with an overlay so one Raft entry's
 //! commands land in one atomic batch), [`MemState`] implements them in memory for tests.
 //!
-//! Key layout (every record is JSON):
+//! Key layout (every record is JSON; every name in a key is validated to hold no `/`):
 //! - `o/{org_id}`: the [`Org`];
 //! - `m/{org_id}/{user_id}`: the [`Member`];
 //! - `u/{user_id}/{org_id}`: index of a user's orgs, value is the role name;
+//! - `cr/{org_id}/{role_name}`: a [`CustomRole`];
+//! - `iv/{org_id}/{email}`: the [`Invitation`] of an email address;
+//! - `ig/{org_id}/{name}`: an integration, secrets included (read only as [`IntegrationView`]);
+//! - `pn/{org_id}/{number}`: a [`PhoneNumber`];
+//! - `al/{org_id}/{at_ms:020}/{seq:020}`: an [`AuditEvent`], in time then sequence order;
+//! - `an/{org_id}`: the org's last audit sequence number;
 //! - `r/{request_id}`: [`RequestRecord`], the first answer to a request id;
 //! - `t/{issued_at_ms:020}/{request_id}`: index of request ids by time, for expiry.
+//!
+//! Layout of the module: this file has the traits, the codec and [`apply`]; `orgs`, `roles`,
+//! `invitations`, `resources` and `audit_log` each have their ops and queries; `keys` the key
+//! builders.
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::actor::Actor;
 use crate::command::{Command, CommandOutcome, CommandResult, Op};
 use crate::error::DomainError;
-use crate::id::OrgId;
-use crate::org::{Member, Org, UserOrg};
-use crate::role::Role;
+use crate::policy;
+use crate::validate;
+
+mod audit_log;
+mod invitations;
+mod keys;
+mod orgs;
+mod resources;
+mod roles;
+
+pub use audit_log::{list_audit_events, AUDIT_SCAN_BUDGET};
+pub use invitations::{get_invitation, list_invitations};
+pub use keys::{org_key, prefix_end};
+pub use orgs::{get_member, get_org, list_members, list_orgs, list_user_orgs};
+pub use resources::{get_integration, get_phone_number, list_integrations, list_phone_numbers};
+pub use roles::{get_custom_role, list_custom_roles};
+
+#[cfg(doc)]
+use crate::{
+    audit::AuditEvent, invitation::Invitation, org::Member, org::Org, resource::IntegrationView, resource::PhoneNumber,
+    role::CustomRole,
+};
 
 /// How long a request id is remembered after its command was issued. A retry later than this
 /// applies again. 24 hours outlasts any client retry loop.
@@ -51,7 +82,7 @@ pub trait StateWrite: StateRead {
     fn delete(&mut self, key: Vec<u8>);
 }
 
-/// What a read or query failed with.
+/// What a read, a query or a step of [`apply`] failed with: a refusal, or a storage fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
     #[error(transparent)]
@@ -60,48 +91,61 @@ pub enum QueryError {
     Storage(#[from] StorageFault),
 }
 
-/// The remembered first answer to a request id.
+/// The remembered first answer to a request id, with whose request it was: a request id is
+/// only a retry of the same caller's request about the same org (any org for a create, whose
+/// id each attempt chooses anew), so nobody can read another caller's answer by reusing their
+/// id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecord {
     pub kind: String,
     pub issued_at_ms: u64,
+    /// The actor's subject; `None` for the system.
+    pub actor: Option<String>,
+    pub org_id: String,
     pub result: CommandResult,
 }
 
-// ---- keys
-
-pub fn org_key(id: &OrgId) -> Vec<u8> {
-    format!("o/{id}").into_bytes()
-}
-fn member_key(org: &OrgId, user: &str) -> Vec<u8> {
-    format!("m/{org}/{user}").into_bytes()
-}
-fn member_prefix(org: &OrgId) -> Vec<u8> {
-    format!("m/{org}/").into_bytes()
-}
-fn user_org_key(user: &str, org: &OrgId) -> Vec<u8> {
-    format!("u/{user}/{org}").into_bytes()
-}
-fn user_prefix(user: &str) -> Vec<u8> {
-    format!("u/{user}/").into_bytes()
-}
-fn request_key(id: &str) -> Vec<u8> {
-    format!("r/{id}").into_bytes()
-}
-fn request_time_key(at_ms: u64, id: &str) -> Vec<u8> {
-    format!("t/{at_ms:020}/{id}").into_bytes()
-}
-
-/// The end (exclusive) of the range of keys starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
+impl RequestRecord {
+    /// The answer to `cmd`, which reuses this record's request id.
+    fn replay(self, cmd: &Command) -> CommandResult {
+        // A create's org id is chosen afresh by the node for each attempt, so only the caller
+        // can tie its retries together.
+        let same_org = matches!(cmd.op, Op::CreateOrg { .. }) || self.org_id == cmd.op.org_id().to_string();
+        let same_caller = self.actor.as_deref() == cmd.actor.subject() && same_org;
+        if !same_caller {
+            return Err(DomainError::failed_precondition(format!(
+                "request id {:?} was already used for another request; use a new one",
+                cmd.request_id
+            )));
         }
+        if self.kind != cmd.op.kind() {
+            return Err(DomainError::failed_precondition(format!(
+                "request id {:?} was already used for a {} request, not {}",
+                cmd.request_id,
+                self.kind,
+                cmd.op.kind()
+            )));
+        }
+        self.result
     }
-    vec![0xff; prefix.len() + 1]
+}
+
+// ---- codec and scanning
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: maps have string keys, and no serializer
+    // of ours returns an error.
+    serde_json::to_vec(value).expect("state records serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StorageFault> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StorageFault(format!("corrupt record at {:?}: {e}", String::from_utf8_lossy(key))))
+}
+
+/// The record at `key`, if any.
+fn load<T: DeserializeOwned>(state: &impl StateRead, key: &[u8]) -> Result<Option<T>, StorageFault> {
+    state.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
 }
 
 /// The first key after `key` (for resuming a scan after the last key returned).
@@ -111,256 +155,162 @@ fn key_after(key: &[u8]) -> Vec<u8> {
     k
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain structs cannot fail: no maps with non-string keys, no custom
-    // serializers that error.
-    serde_json::to_vec(value).expect("state records serialize")
+/// One page of the records under `prefix`, resuming after the key `prefix + after`. Returns
+/// the page and, when more may follow, the key suffix to resume after.
+fn list_page<T: DeserializeOwned>(
+    state: &impl StateRead,
+    prefix: &[u8],
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<T>, Option<String>), StorageFault> {
+    let start = match after {
+        Some(after) => key_after(&[prefix, after.as_bytes()].concat()),
+        None => prefix.to_vec(),
+    };
+    let mut rows = state.scan(&start, &prefix_end(prefix), limit.saturating_add(1))?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(key, _)| String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
+    } else {
+        None
+    };
+    let items = rows.iter().map(|(k, v)| decode(k, v)).collect::<Result<Vec<T>, _>>()?;
+    Ok((items, next))
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StorageFault> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StorageFault(format!("corrupt record at {:?}: {e}", String::from_utf8_lossy(key))))
+/// Every record under `prefix`, in key order, scanning in bounded chunks.
+fn scan_all<T: DeserializeOwned>(state: &impl StateRead, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StorageFault> {
+    const CHUNK: usize = 256;
+    let end = prefix_end(prefix);
+    let mut start = prefix.to_vec();
+    let mut out = Vec::new();
+    loop {
+        let rows = state.scan(&start, &end, CHUNK)?;
+        let done = rows.len() < CHUNK;
+        if let Some((last, _)) = rows.last() {
+            start = key_after(last);
+        }
+        for (key, value) in rows {
+            let record = decode(&key, &value)?;
+            out.push((key, record));
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// Splits a step's outcome into the replicated answer (refusals included) and the storage
+/// fault that must stop the apply.
+fn settle<T>(step: Result<T, QueryError>) -> Result<Result<T, DomainError>, StorageFault> {
+    match step {
+        Ok(value) => Ok(Ok(value)),
+        Err(QueryError::Domain(refusal)) => Ok(Err(refusal)),
+        Err(QueryError::Storage(fault)) => Err(fault),
+    }
+}
+
+/// Refuses unless `expected` (when given) is the record's current version.
+fn check_version(kind: &str, id: &str, expected: Option<u64>, actual: u64) -> Result<(), DomainError> {
+    match expected {
+        Some(expected) if expected != actual => Err(DomainError::version_mismatch(kind, id, expected, actual)),
+        _ => Ok(()),
+    }
 }
 
 // ---- apply
 
+/// What every op handler gets: who acts, when, and what they may grant.
+struct Ctx<'a> {
+    actor: &'a Actor,
+    now_ms: u64,
+    authority: policy::Authority,
+}
+
 /// Applies one command to the state and returns its answer. Deterministic: the same state and
-/// command give the same changes and answer on every replica. A refusal changes nothing but
-/// the request-id record.
+/// command give the same changes and answer on every replica. The command is authorized here
+/// against the state (see [`crate::policy`]), whatever the proposing node checked. A refusal
+/// changes nothing but the request-id record and the org's audit log.
 pub fn apply(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandResult, StorageFault> {
     expire_request_ids(state, cmd.issued_at_ms)?;
-    let rkey = request_key(&cmd.request_id);
-    if let Some(bytes) = state.get(&rkey)? {
-        let record: RequestRecord = decode(&rkey, &bytes)?;
-        if record.kind != cmd.op.kind() {
-            return Ok(Err(DomainError::FailedPrecondition {
-                reason: format!(
-                    "request id {:?} was already used for a {} request, not {}",
-                    cmd.request_id,
-                    record.kind,
-                    cmd.op.kind()
-                ),
-            }));
-        }
-        return Ok(record.result);
+    let rkey = keys::request(&cmd.request_id);
+    if let Some(record) = load::<RequestRecord>(state, &rkey)? {
+        return Ok(record.replay(cmd));
     }
-    let result = apply_op(state, &cmd.op, cmd.issued_at_ms)?;
-    let record = RequestRecord { kind: cmd.op.kind().to_string(), issued_at_ms: cmd.issued_at_ms, result };
+    let org_existed = get_org(state, cmd.op.org_id())?.is_some();
+    let result = settle(apply_op(state, cmd))?;
+    if org_existed || get_org(state, cmd.op.org_id())?.is_some() {
+        audit_log::append(state, cmd, &result)?;
+    }
+    let record = RequestRecord {
+        kind: cmd.op.kind().to_string(),
+        issued_at_ms: cmd.issued_at_ms,
+        actor: cmd.actor.subject().map(str::to_string),
+        org_id: cmd.op.org_id().to_string(),
+        result,
+    };
     state.put(rkey, encode(&record));
-    state.put(request_time_key(cmd.issued_at_ms, &cmd.request_id), Vec::new());
+    state.put(keys::request_time(cmd.issued_at_ms, &cmd.request_id), Vec::new());
     Ok(record.result)
 }
 
 fn expire_request_ids(state: &mut impl StateWrite, now_ms: u64) -> Result<(), StorageFault> {
     let Some(cutoff) = now_ms.checked_sub(REQUEST_ID_TTL_MS) else { return Ok(()) };
     let start = b"t/".to_vec();
-    let end = request_time_key(cutoff, "");
+    let end = keys::request_time(cutoff, "");
     for (key, _) in state.scan(&start, &end, REQUEST_ID_EXPIRY_PER_APPLY)? {
         // key = t/{020 digits}/{request id}
         if let Some(id) = key.get(2 + 20 + 1..) {
-            state.delete(request_key(&String::from_utf8_lossy(id)));
+            state.delete(keys::request(&String::from_utf8_lossy(id)));
         }
         state.delete(key);
     }
     Ok(())
 }
 
-fn apply_op(state: &mut impl StateWrite, op: &Op, now_ms: u64) -> Result<CommandResult, StorageFault> {
-    Ok(match op {
-        Op::CreateOrg { id, name } => {
-            let key = org_key(id);
-            if state.get(&key)?.is_some() {
-                return Ok(Err(DomainError::AlreadyExists { kind: "org".into(), id: id.to_string() }));
-            }
-            let org = Org {
-                id: id.clone(),
-                name: name.clone(),
-                region: id.region(),
-                version: 1,
-                epoch: 1,
-                created_at_ms: now_ms,
-                updated_at_ms: now_ms,
-            };
-            state.put(key, encode(&org));
-            Ok(CommandOutcome::Org(org))
-        }
-        Op::UpdateOrg { id, name, expected_version } => {
-            let mut org = match load_org_for_change(state, id, *expected_version)? {
-                Ok(org) => org,
-                Err(e) => return Ok(Err(e)),
-            };
-            org.name = name.clone();
-            org.version += 1;
-            org.updated_at_ms = now_ms;
-            state.put(org_key(id), encode(&org));
-            Ok(CommandOutcome::Org(org))
-        }
-        Op::DeleteOrg { id, expected_version } => {
-            if let Err(e) = load_org_for_change(state, id, *expected_version)? {
-                return Ok(Err(e));
-            }
-            let prefix = member_prefix(id);
-            let end = prefix_end(&prefix);
-            let mut removed = 0;
-            for (key, bytes) in state.scan(&prefix, &end, usize::MAX)? {
-                let member: Member = decode(&key, &bytes)?;
-                state.delete(user_org_key(&member.user_id, id));
-                state.delete(key);
-                removed += 1;
-            }
-            state.delete(org_key(id));
-            Ok(CommandOutcome::OrgDeleted { removed_members: removed })
-        }
-        Op::AddMember { org_id, user_id, role } => {
-            if get_org(state, org_id)?.is_none() {
-                return Ok(Err(DomainError::org_not_found(org_id)));
-            }
-            let key = member_key(org_id, user_id);
-            if state.get(&key)?.is_some() {
-                return Ok(Err(DomainError::AlreadyExists {
-                    kind: "member".into(),
-                    id: format!("{user_id} of org {org_id}"),
-                }));
-            }
-            let member = Member {
-                org_id: org_id.clone(),
-                user_id: user_id.clone(),
-                role: *role,
-                added_at_ms: now_ms,
-                updated_at_ms: now_ms,
-            };
-            state.put(key, encode(&member));
-            state.put(user_org_key(user_id, org_id), role.as_str().as_bytes().to_vec());
-            Ok(CommandOutcome::Member(member))
-        }
-        Op::SetMemberRole { org_id, user_id, role } => {
-            let key = member_key(org_id, user_id);
-            let Some(bytes) = state.get(&key)? else {
-                return Ok(Err(not_found_member_or_org(state, org_id, user_id)?));
-            };
-            let mut member: Member = decode(&key, &bytes)?;
-            member.role = *role;
-            member.updated_at_ms = now_ms;
-            state.put(key, encode(&member));
-            state.put(user_org_key(user_id, org_id), role.as_str().as_bytes().to_vec());
-            Ok(CommandOutcome::Member(member))
-        }
-        Op::RemoveMember { org_id, user_id } => {
-            let key = member_key(org_id, user_id);
-            if state.get(&key)?.is_none() {
-                return Ok(Err(not_found_member_or_org(state, org_id, user_id)?));
-            }
-            state.delete(key);
-            state.delete(user_org_key(user_id, org_id));
-            Ok(CommandOutcome::MemberRemoved)
-        }
-    })
-}
-
-/// Loads an org that is about to change, checking the caller's expected version.
-fn load_org_for_change(
-    state: &impl StateRead,
-    id: &OrgId,
-    expected_version: Option<u64>,
-) -> Result<Result<Org, DomainError>, StorageFault> {
-    let Some(org) = get_org(state, id)? else { return Ok(Err(DomainError::org_not_found(id))) };
-    if let Some(expected) = expected_version {
-        if expected != org.version {
-            return Ok(Err(DomainError::VersionMismatch {
-                kind: "org".into(),
-                id: id.to_string(),
-                expected,
-                actual: org.version,
-            }));
-        }
+/// Authorizes the command, then does it. Every handler checks everything before its first
+/// write, so a refusal leaves the state as it was.
+fn apply_op(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandOutcome, QueryError> {
+    if let Actor::User(user) = &cmd.actor {
+        validate::user_id(&user.subject).map_err(|_| DomainError::InvalidArgument {
+            field: "actor".into(),
+            reason: "the subject is not a valid user id".into(),
+        })?;
     }
-    Ok(Ok(org))
-}
-
-fn not_found_member_or_org(state: &impl StateRead, org: &OrgId, user: &str) -> Result<DomainError, StorageFault> {
-    Ok(if get_org(state, org)?.is_none() {
-        DomainError::org_not_found(org)
-    } else {
-        DomainError::member_not_found(org, user)
-    })
-}
-
-// ---- queries
-
-/// The org, if it exists.
-pub fn get_org(state: &impl StateRead, id: &OrgId) -> Result<Option<Org>, StorageFault> {
-    let key = org_key(id);
-    state.get(&key)?.map(|bytes| decode(&key, &bytes)).transpose()
-}
-
-/// One page of orgs in id order, starting after `after`. Returns the page and, when more may
-/// follow, the id to resume after.
-pub fn list_orgs(
-    state: &impl StateRead,
-    after: Option<&OrgId>,
-    limit: usize,
-) -> Result<(Vec<Org>, Option<String>), StorageFault> {
-    let start = after.map(|id| key_after(&org_key(id))).unwrap_or_else(|| b"o/".to_vec());
-    let rows = state.scan(&start, &prefix_end(b"o/"), limit.saturating_add(1))?;
-    let mut orgs = rows.iter().map(|(k, v)| decode::<Org>(k, v)).collect::<Result<Vec<_>, _>>()?;
-    let next = page_rest(&mut orgs, limit, |o| o.id.to_string());
-    Ok((orgs, next))
-}
-
-/// One page of an org's members in user-id order. NotFound when the org does not exist.
-pub fn list_members(
-    state: &impl StateRead,
-    org: &OrgId,
-    after_user: Option<&str>,
-    limit: usize,
-) -> Result<(Vec<Member>, Option<String>), QueryError> {
-    if get_org(state, org)?.is_none() {
-        return Err(DomainError::org_not_found(org).into());
-    }
-    let prefix = member_prefix(org);
-    let start = after_user.map(|u| key_after(&member_key(org, u))).unwrap_or_else(|| prefix.clone());
-    let rows = state.scan(&start, &prefix_end(&prefix), limit.saturating_add(1))?;
-    let mut members = rows.iter().map(|(k, v)| decode::<Member>(k, v)).collect::<Result<Vec<_>, _>>()?;
-    let next = page_rest(&mut members, limit, |m| m.user_id.clone());
-    Ok((members, next))
-}
-
-/// One page of the orgs `user` belongs to in this state, with the role in each, in org-id order.
-pub fn list_user_orgs(
-    state: &impl StateRead,
-    user: &str,
-    after_org: Option<&OrgId>,
-    limit: usize,
-) -> Result<(Vec<UserOrg>, Option<String>), StorageFault> {
-    let prefix = user_prefix(user);
-    let start = after_org.map(|o| key_after(&user_org_key(user, o))).unwrap_or_else(|| prefix.clone());
-    let rows = state.scan(&start, &prefix_end(&prefix), limit.saturating_add(1))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (key, value) in rows {
-        let org_part = &key[prefix.len()..];
-        let org_id: OrgId = String::from_utf8_lossy(org_part)
-            .parse()
-            .map_err(|e| StorageFault(format!("corrupt user index key {:?}: {e}", String::from_utf8_lossy(&key))))?;
-        let role: Role = String::from_utf8_lossy(&value)
-            .parse()
-            .map_err(|e| StorageFault(format!("corrupt user index value: {e}")))?;
-        // The index and the org are written in the same batch, so the org is there.
-        let org =
-            get_org(state, &org_id)?.ok_or_else(|| StorageFault(format!("user index names missing org {org_id}")))?;
-        out.push(UserOrg { org, role });
-    }
-    let next = page_rest(&mut out, limit, |u| u.org.id.to_string());
-    Ok((out, next))
-}
-
-/// Trims a page fetched with one extra row to `limit`, returning the resume key when the extra
-/// row showed that more follow.
-fn page_rest<T>(items: &mut Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Option<String> {
-    if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(key)
-    } else {
-        None
+    let op = &cmd.op;
+    let authority = policy::authority(state, &cmd.actor, Some(op.org_id()), op.access(), op.kind())?;
+    let ctx = Ctx { actor: &cmd.actor, now_ms: cmd.issued_at_ms, authority };
+    match op {
+        Op::CreateOrg { id, name } => orgs::create_org(state, &ctx, id, name),
+        Op::UpdateOrg { id, name, expected_version } => orgs::update_org(state, &ctx, id, name, *expected_version),
+        Op::DeleteOrg { id, expected_version } => orgs::delete_org(state, id, *expected_version),
+        Op::AddMember { org_id, user_id, role } => orgs::add_member(state, &ctx, org_id, user_id, role),
+        Op::SetMemberRole { org_id, user_id, role } => orgs::set_member_role(state, &ctx, org_id, user_id, role),
+        Op::RemoveMember { org_id, user_id } => orgs::remove_member(state, &ctx, org_id, user_id),
+        Op::CreateRole { org_id, name, permissions } => roles::create_role(state, &ctx, org_id, name, *permissions),
+        Op::UpdateRole { org_id, name, permissions, expected_version } => {
+            roles::update_role(state, &ctx, org_id, name, *permissions, *expected_version)
+        }
+        Op::DeleteRole { org_id, name } => roles::delete_role(state, &ctx, org_id, name),
+        Op::CreateInvitation { org_id, email, role, expires_at_ms } => {
+            invitations::create_invitation(state, &ctx, org_id, email, role, *expires_at_ms)
+        }
+        Op::RevokeInvitation { org_id, email } => invitations::revoke_invitation(state, &ctx, org_id, email),
+        Op::AcceptInvitation { org_id } => invitations::accept_invitation(state, &ctx, org_id),
+        Op::CreateIntegration { org_id, name, kind, config } => {
+            resources::create_integration(state, &ctx, org_id, name, kind, config)
+        }
+        Op::UpdateIntegration { org_id, name, set, remove, expected_version } => {
+            resources::update_integration(state, &ctx, org_id, name, set, remove, *expected_version)
+        }
+        Op::DeleteIntegration { org_id, name } => resources::delete_integration(state, org_id, name),
+        Op::CreatePhoneNumber { org_id, number, label } => {
+            resources::create_phone_number(state, &ctx, org_id, number, label)
+        }
+        Op::UpdatePhoneNumber { org_id, number, label, expected_version } => {
+            resources::update_phone_number(state, &ctx, org_id, number, label, *expected_version)
+        }
+        Op::DeletePhoneNumber { org_id, number } => resources::delete_phone_number(state, org_id, number),
     }
 }
 
@@ -394,4 +344,8 @@ impl StateWrite for MemState {
 }
 
 #[cfg(test)]
-mod tests;
+mod access_tests;
+#[cfg(test)]
+mod org_tests;
+#[cfg(test)]
+mod test_support;

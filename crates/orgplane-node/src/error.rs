@@ -54,6 +54,7 @@ impl NodeError {
                 DomainError::AlreadyExists { .. } => Code::AlreadyExists,
                 DomainError::VersionMismatch { .. } => Code::Aborted,
                 DomainError::FailedPrecondition { .. } => Code::FailedPrecondition,
+                DomainError::PermissionDenied { .. } => Code::PermissionDenied,
             },
             NodeError::WrongRegion { .. } => Code::InvalidArgument,
             NodeError::Write { source: ProposeError::Rejected(_), .. } => Code::ResourceExhausted,

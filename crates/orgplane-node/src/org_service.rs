@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use orgplane_model::command::CommandOutcome;
 use orgplane_model::state;
-use orgplane_model::{validate, Command, DomainError, Op, OrgId, Region};
+use orgplane_model::{validate, Actor, Command, DomainError, Op, OrgId, Region};
 use orgplane_proto::conv::{self, decode_page_token, encode_page_token, parse_org_id, parse_region, parse_role};
 use orgplane_proto::v1::org_service_server::OrgService;
 use orgplane_proto::v1::*;
@@ -38,7 +38,9 @@ impl NodeCore {
         validate::request_id(request_id)?;
         let request_id = if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id.to_string() };
         orgplane_telemetry::trace::record_request_id(&request_id.as_str());
-        let command = Command { request_id, issued_at_ms: now_ms(), op };
+        // Until callers are authenticated (issue #4's wiring), every request acts as the system,
+        // which the model lets do anything; the authenticated actor replaces it then.
+        let command = Command { request_id, issued_at_ms: now_ms(), actor: Actor::System, op };
         let result =
             self.proposer.propose(command).await.map_err(|source| NodeError::Write { region: self.region, source })?;
         Ok(result?)

@@ -24,8 +24,10 @@ use serde::Serialize;
 use crate::error::StoreError;
 
 /// The on-disk format this build reads and writes. Bump it on any change to the layout or to
-/// the encoding of a stored value; a store with another value is refused on open.
-pub const FORMAT_VERSION: &str = "orgplane-store-sled/1";
+/// the encoding of a stored value; a store with another value is refused on open. (2: log
+/// entries' commands carry their actor; the state gained roles, invitations, resources and the
+/// audit log.)
+pub const FORMAT_VERSION: &str = "orgplane-store-sled/2";
 
 pub(crate) const META_TREE: &str = "meta";
 pub(crate) const FORMAT_KEY: &[u8] = b"format";

@@ -15,7 +15,7 @@ pub enum MemberCommand {
         org: String,
         /// The user id, as the identity provider gives it.
         user: String,
-        /// admin, developer, agent or viewer.
+        /// admin, developer, agent, viewer or the name of one of the org's custom roles.
         #[arg(long)]
         role: Role,
         #[arg(long)]
@@ -25,7 +25,7 @@ pub enum MemberCommand {
     SetRole {
         org: String,
         user: String,
-        /// admin, developer, agent or viewer.
+        /// admin, developer, agent, viewer or the name of one of the org's custom roles.
         #[arg(long)]
         role: Role,
         #[arg(long)]

@@ -63,7 +63,7 @@ async fn members_are_added_changed_listed_and_removed() {
     let (_server, client) = start().await;
     let org = client.create_org(Region::Apac, "Acme").await.unwrap();
     for (user, role) in [("carol", Role::Viewer), ("alice", Role::Admin), ("bob", Role::Developer)] {
-        let member = client.add_member(&org.id, user, role).await.unwrap();
+        let member = client.add_member(&org.id, user, role.clone()).await.unwrap();
         assert_eq!((member.user_id.as_str(), member.role.as_str()), (user, role.as_str()));
     }
     let twice = client.add_member(&org.id, "alice", Role::Viewer).await.expect_err("alice is a member");

@@ -59,6 +59,6 @@ mod tests {
         assert_eq!(err.field, "org_id");
         assert!(err.to_string().contains("malformed"), "{err}");
         assert!(parse_region("region", "").unwrap_err().reason.contains("required"));
-        assert!(parse_role("role", "owner").is_err());
+        assert!(parse_role("role", "owner!").is_err());
     }
 }

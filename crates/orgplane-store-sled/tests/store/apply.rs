@@ -56,7 +56,7 @@ async fn commands_of_one_request_see_each_other_and_answer_in_order() {
     );
     assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 3)));
     let (members, _) = list_members(&sm.state_reader(), &org, None, 10).unwrap();
-    let roles: Vec<_> = members.iter().map(|m| (m.user_id.as_str(), m.role)).collect();
+    let roles: Vec<_> = members.iter().map(|m| (m.user_id.as_str(), m.role.clone())).collect();
     assert_eq!(roles, vec![("alice", Role::Admin), ("bob", Role::Developer)]);
 }
 
@@ -142,7 +142,7 @@ fn step() -> impl Strategy<Value = Step> {
 fn command(step: &Step, position: usize, at_ms: u64) -> Command {
     let org = org_id(u128::from(step.org) + 1);
     let user = ["alice", "bob", "carol"][usize::from(step.user)].to_string();
-    let role = [Role::Admin, Role::Developer, Role::Agent, Role::Viewer][usize::from(step.role)];
+    let role = Role::BUILTIN[usize::from(step.role)].clone();
     let expected_version = step.expected_version.map(u64::from);
     let op = match step.op {
         0 => Op::CreateOrg { id: org, name: format!("org {position}") },

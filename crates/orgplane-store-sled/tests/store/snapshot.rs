@@ -26,7 +26,7 @@ async fn populated(sm: &mut StateMachineStore) {
             2,
             vec![
                 cmd("c1", 1_000, Op::CreateOrg { id: org.clone(), name: "Acme".into() }),
-                cmd("a1", 1_000, Op::AddMember { org_id: org.clone(), user_id: "alice".into(), role: Role::Admin }),
+                cmd("a1", 1_000, Op::AddMember { org_id: org.clone(), user_id: "alice".into(), role: Role::Developer }),
             ],
         ),
         normal(2, 3, vec![cmd("c2", 1_001, Op::CreateOrg { id: org_id(2), name: "Beta".into() })]),

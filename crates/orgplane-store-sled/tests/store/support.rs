@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use orgplane_model::state::StateRead;
-use orgplane_model::{Command, Op, OrgId, Region};
+use orgplane_model::{Actor, Command, Op, OrgId, Region};
 use orgplane_raft::{NodeId, RaftRequest, TypeConfig};
 use orgplane_store_sled::{LogStore, StateMachineStore};
 use tempfile::TempDir;
@@ -28,7 +28,7 @@ pub fn org_id(n: u128) -> OrgId {
 }
 
 pub fn cmd(request_id: &str, issued_at_ms: u64, op: Op) -> Command {
-    Command { request_id: request_id.to_string(), issued_at_ms, op }
+    Command { request_id: request_id.to_string(), issued_at_ms, actor: Actor::System, op }
 }
 
 pub fn log_id(term: u64, index: u64) -> LogId<NodeId> {

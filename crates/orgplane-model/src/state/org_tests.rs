@@ -1,12 +1,18 @@
+//! Orgs, members, request ids and paging, issued by the system (authorization is in
+//! `access_tests`).
+
 use super::*;
+use crate::id::OrgId;
+use crate::org::Org;
 use crate::region::Region;
+use crate::role::Role;
 
 fn org_id(n: u128) -> OrgId {
     OrgId::from_u128(Region::Eu, n)
 }
 
 fn cmd(request_id: &str, at: u64, op: Op) -> Command {
-    Command { request_id: request_id.to_string(), issued_at_ms: at, op }
+    Command { request_id: request_id.to_string(), issued_at_ms: at, actor: Actor::System, op }
 }
 
 fn run(state: &mut MemState, request_id: &str, op: Op) -> CommandResult {
@@ -67,7 +73,7 @@ fn request_ids_expire_after_the_ttl() {
     let later =
         cmd("other", 1_000 + REQUEST_ID_TTL_MS + 1, Op::RemoveMember { org_id: org.id.clone(), user_id: "n".into() });
     assert!(apply(&mut s, &later).unwrap().is_err(), "n is not a member");
-    assert!(s.get(&request_key("old")).unwrap().is_none());
+    assert!(s.get(&keys::request("old")).unwrap().is_none());
     assert!(apply(&mut s, &cmd("old", 2_000 + REQUEST_ID_TTL_MS, op)).unwrap().is_ok());
     assert_eq!(get_org(&s, &org.id).unwrap().unwrap().version, 3);
 }
@@ -91,7 +97,7 @@ fn members_and_user_index_stay_in_step() {
     let (orgs, next) = list_user_orgs(&s, "alice", None, 10).unwrap();
     assert_eq!(next, None);
     assert_eq!(
-        orgs.iter().map(|u| (u.org.id.clone(), u.role)).collect::<Vec<_>>(),
+        orgs.iter().map(|u| (u.org.id.clone(), u.role.clone())).collect::<Vec<_>>(),
         vec![(a.id.clone(), Role::Admin), (b.id.clone(), Role::Agent)]
     );
 
@@ -133,16 +139,17 @@ fn pages_cover_everything_once() {
     assert_eq!(seen, expected);
 }
 
+/// Keys a refusal does write: the request-id record and its index, the audit log.
+fn is_bookkeeping(key: &[u8]) -> bool {
+    [&b"r/"[..], b"t/", b"al/", b"an/"].iter().any(|p| key.starts_with(p))
+}
+
 #[test]
-fn refusals_change_nothing_but_the_request_record() {
+fn refusals_change_nothing_but_the_request_record_and_the_audit_log() {
     let mut s = MemState::default();
     let org = create(&mut s, 1, "A");
-    let before: BTreeMap<_, _> = s
-        .map
-        .iter()
-        .filter(|(k, _)| !k.starts_with(b"r/") && !k.starts_with(b"t/"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let before: BTreeMap<_, _> =
+        s.map.iter().filter(|(k, _)| !is_bookkeeping(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let refused = [
         Op::CreateOrg { id: org.id.clone(), name: "again".into() },
         Op::UpdateOrg { id: org.id.clone(), name: "x".into(), expected_version: Some(9) },
@@ -153,12 +160,8 @@ fn refusals_change_nothing_but_the_request_record() {
     for (i, op) in refused.into_iter().enumerate() {
         assert!(run(&mut s, &format!("bad-{i}"), op).is_err());
     }
-    let after: BTreeMap<_, _> = s
-        .map
-        .iter()
-        .filter(|(k, _)| !k.starts_with(b"r/") && !k.starts_with(b"t/"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let after: BTreeMap<_, _> =
+        s.map.iter().filter(|(k, _)| !is_bookkeeping(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert_eq!(before, after);
 }
 

@@ -1,0 +1,75 @@
+//! The key builders: one function per kind of key, so the layout in the module docs is the
+//! whole truth.
+
+use crate::id::OrgId;
+
+pub fn org_key(id: &OrgId) -> Vec<u8> {
+    format!("o/{id}").into_bytes()
+}
+pub(super) fn member(org: &OrgId, user: &str) -> Vec<u8> {
+    format!("m/{org}/{user}").into_bytes()
+}
+pub(super) fn member_prefix(org: &OrgId) -> Vec<u8> {
+    format!("m/{org}/").into_bytes()
+}
+pub(super) fn user_org(user: &str, org: &OrgId) -> Vec<u8> {
+    format!("u/{user}/{org}").into_bytes()
+}
+pub(super) fn user_prefix(user: &str) -> Vec<u8> {
+    format!("u/{user}/").into_bytes()
+}
+pub(super) fn custom_role_prefix(org: &OrgId) -> Vec<u8> {
+    format!("cr/{org}/").into_bytes()
+}
+pub(super) fn custom_role(org: &OrgId, name: &str) -> Vec<u8> {
+    [custom_role_prefix(org), name.as_bytes().to_vec()].concat()
+}
+pub(super) fn invitation_prefix(org: &OrgId) -> Vec<u8> {
+    format!("iv/{org}/").into_bytes()
+}
+pub(super) fn invitation(org: &OrgId, email: &str) -> Vec<u8> {
+    [invitation_prefix(org), email.as_bytes().to_vec()].concat()
+}
+pub(super) fn integration_prefix(org: &OrgId) -> Vec<u8> {
+    format!("ig/{org}/").into_bytes()
+}
+pub(super) fn integration(org: &OrgId, name: &str) -> Vec<u8> {
+    [integration_prefix(org), name.as_bytes().to_vec()].concat()
+}
+pub(super) fn phone_number_prefix(org: &OrgId) -> Vec<u8> {
+    format!("pn/{org}/").into_bytes()
+}
+pub(super) fn phone_number(org: &OrgId, number: &str) -> Vec<u8> {
+    [phone_number_prefix(org), number.as_bytes().to_vec()].concat()
+}
+pub(super) fn audit_prefix(org: &OrgId) -> Vec<u8> {
+    format!("al/{org}/").into_bytes()
+}
+/// The part of an audit key after the org's prefix: also the page token of audit listings.
+pub(super) fn audit_suffix(at_ms: u64, seq: u64) -> String {
+    format!("{at_ms:020}/{seq:020}")
+}
+pub(super) fn audit_time(org: &OrgId, at_ms: u64) -> Vec<u8> {
+    format!("al/{org}/{at_ms:020}/").into_bytes()
+}
+pub(super) fn audit_seq(org: &OrgId) -> Vec<u8> {
+    format!("an/{org}").into_bytes()
+}
+pub(super) fn request(id: &str) -> Vec<u8> {
+    format!("r/{id}").into_bytes()
+}
+pub(super) fn request_time(at_ms: u64, id: &str) -> Vec<u8> {
+    format!("t/{at_ms:020}/{id}").into_bytes()
+}
+
+/// The end (exclusive) of the range of keys starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
