@@ -19,6 +19,7 @@
 
 pub mod admin_service;
 pub mod backup;
+mod caller;
 pub mod cluster_service;
 pub mod config;
 pub mod error;
