@@ -37,7 +37,7 @@ BASE=$((40000 + RANDOM % 20000))
 PEERS="1=127.0.0.1:$BASE,2=127.0.0.1:$((BASE + 1)),3=127.0.0.1:$((BASE + 2))"
 for i in 1 2 3; do
     "$ROOT/target/release/orgplane" node --region us --node-id "$i" --listen "127.0.0.1:$((BASE + i - 1))" \
-        --data-dir "$OUT/node-$i" --peers "$PEERS" 2>"$OUT/node-$i.log" &
+        --data-dir "$OUT/node-$i" --peers "$PEERS" --allow-unauthenticated 2>"$OUT/node-$i.log" &
     PIDS+=($!)
 done
 EPS="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"

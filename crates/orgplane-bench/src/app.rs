@@ -27,6 +27,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Runs the mode the command line asks for and prints its report.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let (report, load) = match cli.command {
+        Command::Chart(args) => return crate::chart::run(&args),
+        Command::Growth(args) => return crate::growth::run(args).await,
+        Command::Wan(args) => return crate::wan::run(args).await,
         Command::Run(args) => {
             let load = args.load.clone();
             (run_workload(args).await?, load)
@@ -40,18 +43,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             (router_overhead(args).await?, load)
         }
     };
+    emit(&load, &report, &report.to_table(), &report.to_json())
+}
+
+/// Prints a mode's report (its table under a header naming `report`'s mode, or its JSON) and
+/// writes the JSON to `--json` when given. Modes with figures beyond a [`BenchReport`] pass
+/// their own table and JSON.
+pub(crate) fn emit(load: &LoadArgs, report: &BenchReport, table: &str, json: &str) -> anyhow::Result<()> {
     match load.output {
         OutputFormat::Table => {
             println!(
                 "# orgplane-bench {}: warmup {}s, duration {}s per run",
                 report.mode, report.warmup_s, report.duration_s
             );
-            print!("{}", report.to_table());
+            print!("{table}");
         }
-        OutputFormat::Json => println!("{}", report.to_json()),
+        OutputFormat::Json => println!("{json}"),
     }
     if let Some(path) = &load.json {
-        std::fs::write(path, report.to_json() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, format!("{json}\n")).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
@@ -215,7 +225,7 @@ async fn prepare(
 }
 
 /// One run of `workload` at `clients` clients over `endpoints`.
-async fn measure(
+pub(crate) async fn measure(
     workload: &Arc<Workload>,
     name: &str,
     target_label: &str,
@@ -252,7 +262,7 @@ async fn measure(
 }
 
 /// The client counts of this invocation, checked, or the mode's default.
-fn client_counts(load: &LoadArgs, default: &[usize]) -> anyhow::Result<Vec<usize>> {
+pub(crate) fn client_counts(load: &LoadArgs, default: &[usize]) -> anyhow::Result<Vec<usize>> {
     if load.duration.0.is_zero() {
         bail!("--duration must be above zero");
     }
@@ -270,7 +280,7 @@ fn client_counts(load: &LoadArgs, default: &[usize]) -> anyhow::Result<Vec<usize
 }
 
 /// `1 client`, `64 clients`.
-fn clients_label(count: usize) -> String {
+pub(crate) fn clients_label(count: usize) -> String {
     if count == 1 {
         "1 client".to_string()
     } else {
@@ -278,7 +288,7 @@ fn clients_label(count: usize) -> String {
     }
 }
 
-fn new_report(mode: &str, load: &LoadArgs, runs: Vec<RunReport>, ratios: Vec<Ratio>) -> BenchReport {
+pub(crate) fn new_report(mode: &str, load: &LoadArgs, runs: Vec<RunReport>, ratios: Vec<Ratio>) -> BenchReport {
     BenchReport {
         mode: mode.to_string(),
         warmup_s: load.warmup.0.as_secs_f64(),

@@ -1,6 +1,6 @@
-//! The command line: three modes (`run`, `region`, `router-overhead`) over shared load options,
-//! and the small parsers for the values clap cannot parse on its own (client lists, durations,
-//! endpoint lists, mix weights).
+//! The command line: the modes (`run`, `region`, `router-overhead`; `growth` and `chart` bring
+//! their own arguments) over shared load options, and the small parsers for the values clap
+//! cannot parse on its own (client lists, durations, endpoint lists, mix weights).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -32,6 +32,15 @@ pub enum Command {
     /// Linearizable get-org against the same orgs, directly on the owning region's nodes and
     /// then through the router, on the embedded dev deployment; prints router / direct ratios.
     RouterOverhead(RouterOverheadArgs),
+    /// Growth with size: a 3-node region of `orgplane node` processes preloaded to a checkpoint
+    /// and then to the full size; latency at each, node RSS, disk bytes, restart and catch-up.
+    Growth(crate::growth::GrowthArgs),
+    /// Draws a JSON report of any mode as a PNG chart.
+    Chart(crate::chart::ChartArgs),
+    /// WAN latency: three routers, one per region, each reaching the other regions' nodes
+    /// through delay proxies; own-region, cross-region and fan-out latency with and without
+    /// the delays.
+    Wan(crate::wan::WanArgs),
 }
 
 /// `run`: a workload and a target.

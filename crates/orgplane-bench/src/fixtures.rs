@@ -57,7 +57,9 @@ impl FixtureNeeds {
     /// What `mix` needs with `orgs` pool orgs, at most `max_clients` clients, and the fan-out
     /// user in each of `regions`.
     pub fn for_mix(mix: &Mix, orgs: usize, max_clients: usize, regions: &[Region]) -> FixtureNeeds {
-        let pool = [OpKind::CreateMember, OpKind::GetOrg, OpKind::GetOrgLocal].iter().any(|op| mix.contains(*op));
+        let pool = [OpKind::CreateMember, OpKind::GetOrg, OpKind::GetOrgLocal, OpKind::ListMembers]
+            .iter()
+            .any(|op| mix.contains(*op));
         FixtureNeeds {
             pool_orgs: if pool { orgs.max(1) } else { 0 },
             owned_orgs: if mix.contains(OpKind::UpdateOrg) { max_clients } else { 0 },
@@ -157,7 +159,7 @@ pub async fn wait_visible_locally(channels: &[Channel], ids: &[String], deadline
 
 /// Runs `attempt` until it succeeds, fails for good, or `deadline` passes, backing off from 50 ms
 /// to 1 s between attempts. Only transient codes are retried.
-async fn with_retries<T, F, Fut>(what: &str, deadline: Instant, mut attempt: F) -> anyhow::Result<T>
+pub(crate) async fn with_retries<T, F, Fut>(what: &str, deadline: Instant, mut attempt: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,

@@ -5,23 +5,30 @@
 //!
 //! Layout:
 //! - [`cli`]: the command line and its value parsers;
-//! - [`app`]: the modes (`run`, `region`, `router-overhead`) from target to report;
+//! - [`app`]: the modes (`run`, `region`, `router-overhead`; `growth` and `chart` have their
+//!   own modules) from target to report;
 //! - [`targets`]: external endpoints, or an embedded region or dev deployment;
 //! - [`fixtures`]: the orgs and members created before the clock starts;
 //! - [`workload`]: the operations, their weights, and building each request;
 //! - [`runner`]: the client tasks, the warmup and measurement window, the histograms;
 //! - [`report`]: percentiles, throughput, ratios, tables and JSON;
-//! - [`cpu`]: CPU used during a run, from `/proc`.
+//! - [`cpu`]: CPU used during a run, from `/proc`;
+//! - [`growth`]: the `growth` preset: node processes, preload, footprint, restart, catch-up;
+//! - [`chart`]: PNG charts drawn from the JSON reports;
+//! - [`wan`]: the `wan` preset: delay proxies between regions, a router per region.
 
 #![forbid(unsafe_code)]
 
 mod app;
+mod chart;
 mod cli;
 mod cpu;
 mod fixtures;
+mod growth;
 mod report;
 mod runner;
 mod targets;
+mod wan;
 mod workload;
 
 use clap::Parser;

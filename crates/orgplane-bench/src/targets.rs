@@ -87,13 +87,15 @@ impl Target {
         }
         let mut nodes = Vec::new();
         for (node_id, listener) in listeners {
-            let config = NodeConfig::new(
+            let mut config = NodeConfig::new(
                 region,
                 node_id,
                 listener.local_addr()?,
                 dir.path().join(format!("node-{node_id}")),
                 peers.clone(),
             );
+            // Embedded deployments measure the data path, without authentication.
+            config.allow_unauthenticated = true;
             let node = Node::start(config).await.with_context(|| format!("node {node_id} did not start"))?;
             let (stop, mut stopped) = watch::channel(false);
             let shutdown = async move {
@@ -128,6 +130,9 @@ impl Target {
             nodes_per_region: EMBEDDED_NODES,
             // The benchmark measures the router without anyone scraping it.
             metrics_listen: None,
+            // Embedded deployments measure the data path; they run without authentication
+            // (every caller an anonymous platform admin), so no token is needed.
+            allow_unauthenticated: true,
         };
         let deployment = orgplane::dev::start(config).await.context("the dev deployment did not start")?;
         let region_endpoints: BTreeMap<Region, Vec<String>> =

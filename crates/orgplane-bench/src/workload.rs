@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use orgplane_proto::v1::{
-    AddMemberRequest, GetOrgRequest, ListUserOrgsRequest, ReadConsistency, RegionState, UpdateOrgRequest,
+    AddMemberRequest, GetOrgRequest, ListMembersRequest, ListOrgsRequest, ListUserOrgsRequest, ReadConsistency,
+    RegionState, UpdateOrgRequest,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -28,12 +29,26 @@ pub enum OpKind {
     GetOrgLocal,
     /// ListUserOrgs of the fan-out user.
     UserOrgs,
+    /// Linearizable ListOrgs of the node's region: the first page of [`LIST_PAGE_SIZE`] orgs.
+    ListOrgs,
+    /// Linearizable ListMembers of a pool org (one page of up to [`LIST_PAGE_SIZE`]).
+    ListMembers,
 }
+
+/// The page size of the list operations.
+pub const LIST_PAGE_SIZE: u32 = 100;
 
 impl OpKind {
     /// Every kind, in report order.
-    pub const ALL: [OpKind; 5] =
-        [OpKind::CreateMember, OpKind::UpdateOrg, OpKind::GetOrg, OpKind::GetOrgLocal, OpKind::UserOrgs];
+    pub const ALL: [OpKind; 7] = [
+        OpKind::CreateMember,
+        OpKind::UpdateOrg,
+        OpKind::GetOrg,
+        OpKind::GetOrgLocal,
+        OpKind::UserOrgs,
+        OpKind::ListOrgs,
+        OpKind::ListMembers,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn as_str(self) -> &'static str {
@@ -43,6 +58,8 @@ impl OpKind {
             OpKind::GetOrg => "get-org",
             OpKind::GetOrgLocal => "get-org-local",
             OpKind::UserOrgs => "user-orgs",
+            OpKind::ListOrgs => "list-orgs",
+            OpKind::ListMembers => "list-members",
         }
     }
 }
@@ -226,6 +243,23 @@ impl Workload {
                 let request = GetOrgRequest { org_id: self.next_pool_org(state), consistency: consistency as i32 };
                 client.get_org(request).await.map(drop).map_err(|s| code_name(s.code()))
             }
+            OpKind::ListOrgs => {
+                let request = ListOrgsRequest {
+                    page_size: LIST_PAGE_SIZE,
+                    consistency: ReadConsistency::Linearizable as i32,
+                    ..Default::default()
+                };
+                client.list_orgs(request).await.map(drop).map_err(|s| code_name(s.code()))
+            }
+            OpKind::ListMembers => {
+                let request = ListMembersRequest {
+                    org_id: self.next_pool_org(state),
+                    page_size: LIST_PAGE_SIZE,
+                    consistency: ReadConsistency::Linearizable as i32,
+                    ..Default::default()
+                };
+                client.list_members(request).await.map(drop).map_err(|s| code_name(s.code()))
+            }
             OpKind::UserOrgs => {
                 let user_id = self.fixtures.fanout_user.clone().expect("a fan-out user");
                 let request = ListUserOrgsRequest { user_id, ..Default::default() };
@@ -264,29 +298,8 @@ pub fn splitmix64(state: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The canonical name of a gRPC code, as in the gRPC spec (`UNAVAILABLE`).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+/// The canonical name of a gRPC code (`UNAVAILABLE`), as the metrics label it.
+pub use orgplane_telemetry::metrics::grpc_code_label as code_name;
 
 #[cfg(test)]
 mod tests {
