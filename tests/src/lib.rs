@@ -77,6 +77,8 @@ impl TestRegion {
         let listen = self.peers[&id].parse().expect("addr");
         let data_dir = self.dir.path().join(format!("node-{id}"));
         let mut config = NodeConfig::new(self.region, id, listen, data_dir, self.peers.clone());
+        // Tests about the region run without authentication; tests/tests/authn.rs sets [auth].
+        config.allow_unauthenticated = true;
         (self.tune)(&mut config);
         config
     }

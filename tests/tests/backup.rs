@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orgplane::restore::{restore, RestoreConfig, RestoreError};
+use orgplane::restore::{restore, NewCluster, RestoreConfig, RestoreError};
 use orgplane_backup::{BackupSummary, BackupWriter};
 use orgplane_client::{Client, ClientOptions, Consistency, PageRequest, RequestId};
 use orgplane_model::{Region, Role};
@@ -28,6 +28,7 @@ async fn start_router(regions: &[&TestRegion]) -> (String, oneshot::Sender<()>) 
     let config = RouterConfig {
         listen: listener.local_addr().unwrap(),
         regions: regions.iter().map(|r| (r.region.to_string(), r.peers.values().cloned().collect())).collect(),
+        allow_unauthenticated: true,
         ..RouterConfig::default()
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -67,13 +68,10 @@ async fn backup_to_file(client: &Client, region: Region, path: &Path) -> BackupS
 /// each, as the restore docs say) and starts them.
 async fn restored_cluster(region: Region, file: &Path) -> TestRegion {
     let cluster = TestRegion::start_seeded(region, 3, test_timings, |node_id, data_dir, peers| {
-        let config = RestoreConfig {
-            region,
-            from: file.to_path_buf(),
-            data_dir: data_dir.to_path_buf(),
-            node_id,
-            peers: peers.clone(),
-        };
+        // Nodes 1 and 2 are restored with the new cluster named; node 3 without it, so its
+        // first start completes the restore with its own --peers. Both paths meet in one cluster.
+        let cluster = (node_id != 3).then(|| NewCluster { node_id, peers: peers.clone() });
+        let config = RestoreConfig { region, from: file.to_path_buf(), data_dir: data_dir.to_path_buf(), cluster };
         restore(&config).unwrap_or_else(|e| panic!("restore node {node_id}: {e}"));
     })
     .await;
@@ -114,7 +112,7 @@ async fn read_members(client: &Client, org_id: &str) -> Vec<v1::Member> {
 }
 
 /// Users added by the writers, with when each was acknowledged.
-type Acks = Arc<Mutex<Vec<(String, String, Instant)>>>;
+type Acks = Arc<tokio::sync::watch::Sender<Vec<(String, String, Instant)>>>;
 
 /// Adds members `w{writer}-{n}` to the orgs in turn until `stop`; records every acknowledged
 /// one with the time it was acknowledged. Every attempt of a write has the same request id.
@@ -125,7 +123,7 @@ async fn write_members(client: Client, orgs: Vec<String>, writer: usize, acks: A
         let user = format!("w{writer}-{n:05}");
         let request_id: RequestId = format!("load-{user}").parse().unwrap();
         client.add_member_with_request_id(org, &user, Role::Agent, &request_id).await.expect("a write under load");
-        acks.lock().unwrap().push((org.clone(), user, Instant::now()));
+        acks.send_modify(|acked| acked.push((org.clone(), user, Instant::now())));
         if futures::FutureExt::now_or_never(stopped.as_mut()).is_some() {
             return;
         }
@@ -134,13 +132,11 @@ async fn write_members(client: Client, orgs: Vec<String>, writer: usize, acks: A
 
 /// Waits until the writers have `more` acknowledgements beyond what they had.
 async fn wait_for_acks(acks: &Acks, more: usize) {
-    let target = acks.lock().unwrap().len() + more;
-    let deadline = Instant::now() + WAIT;
-    while acks.lock().unwrap().len() < target {
-        assert!(Instant::now() < deadline, "the write load stalled");
-        // Polling a counter the writer tasks bump: a short pause between looks.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let target = acks.borrow().len() + more;
+    tokio::time::timeout(WAIT, acks.subscribe().wait_for(|acked| acked.len() >= target))
+        .await
+        .expect("the write load stalled")
+        .expect("the writers hold the sender");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -172,7 +168,7 @@ async fn a_restored_region_answers_exactly_as_the_original_did_at_the_backup_ind
 
     // A write load, stopped before the backup: the original's state when the backup call
     // begins is the state at the backup's index.
-    let acks = Acks::default();
+    let acks = Acks::new(tokio::sync::watch::Sender::new(Vec::new()));
     let stop = Arc::new(tokio::sync::Notify::new());
     let writers: Vec<_> = (0..2)
         .map(|w| tokio::spawn(write_members(original.clone(), eu_orgs[4..8].to_vec(), w, acks.clone(), stop.clone())))
@@ -246,7 +242,7 @@ async fn a_backup_under_load_holds_every_write_acknowledged_before_it_began() {
         orgs.push(original.create_org(Region::Eu, &format!("Loaded {n}")).await.unwrap().id);
     }
 
-    let acks = Acks::default();
+    let acks = Acks::new(tokio::sync::watch::Sender::new(Vec::new()));
     let stop = Arc::new(tokio::sync::Notify::new());
     let writers: Vec<_> = (0..3)
         .map(|w| tokio::spawn(write_members(original.clone(), orgs.clone(), w, acks.clone(), stop.clone())))
@@ -263,7 +259,7 @@ async fn a_backup_under_load_holds_every_write_acknowledged_before_it_began() {
     for writer in writers {
         writer.await.unwrap();
     }
-    let acked = acks.lock().unwrap().clone();
+    let acked = acks.borrow().clone();
     let acked_before: BTreeSet<(String, String)> =
         acked.iter().filter(|(_, _, at)| *at < began).map(|(org, user, _)| (org.clone(), user.clone())).collect();
     let attempted: BTreeSet<(String, String)> =
@@ -323,8 +319,7 @@ async fn bad_backup_calls_and_bad_restores_are_refused_and_change_nothing() {
         region,
         from: from.to_path_buf(),
         data_dir: data_dir.to_path_buf(),
-        node_id: 1,
-        peers: peers.clone(),
+        cluster: Some(NewCluster { node_id: 1, peers: peers.clone() }),
     };
 
     let mut bytes = std::fs::read(&file).unwrap();
@@ -351,7 +346,10 @@ async fn bad_backup_calls_and_bad_restores_are_refused_and_change_nothing() {
     let left: Vec<_> = std::fs::read_dir(&used).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["keep.txt"], "the used dir is untouched");
 
-    let stranger = RestoreConfig { node_id: 9, ..config(&file, Region::Eu, &dir.path().join("stranger")) };
+    let stranger = RestoreConfig {
+        cluster: Some(NewCluster { node_id: 9, peers: peers.clone() }),
+        ..config(&file, Region::Eu, &dir.path().join("stranger"))
+    };
     let error = restore(&stranger).expect_err("a node that is not a peer");
     assert!(matches!(error, RestoreError::NodeNotInPeers { .. }), "{error}");
 

@@ -133,6 +133,7 @@ fn node_config(command: Command, hostname: Option<&str>, context: &str) -> NodeC
     }
     .unwrap_or_else(|e| panic!("{context}: {e}"));
     config.validate().unwrap_or_else(|e| panic!("{context}: invalid node config: {e}"));
+    check_starts_authenticated_or_explicitly_not(config.auth.is_some(), config.allow_unauthenticated, context);
     config
 }
 
@@ -140,7 +141,13 @@ fn router_config(command: Command, context: &str) -> RouterConfig {
     let Command::Router(args) = command else { panic!("{context}: not `orgplane router`") };
     let config = args.into_config().unwrap_or_else(|e| panic!("{context}: {e}"));
     config.validate().unwrap_or_else(|e| panic!("{context}: invalid router config: {e}"));
+    check_starts_authenticated_or_explicitly_not(config.auth.is_some(), config.allow_unauthenticated, context);
     config
+}
+
+/// A node or router starts with exactly one of `[auth]` and `--allow-unauthenticated`.
+fn check_starts_authenticated_or_explicitly_not(auth: bool, allow_unauthenticated: bool, context: &str) {
+    assert!(auth != allow_unauthenticated, "{context}: needs [auth] or --allow-unauthenticated (not both)");
 }
 
 /// Checks a health check command line: `orgplane health` against the serving port.
@@ -330,11 +337,13 @@ fn router_template_lists_every_key_with_its_default() {
         RouterConfig {
             regions: config.regions.clone(),
             metrics_listen: config.metrics_listen,
+            auth: config.auth.clone(),
             ..RouterConfig::default()
         },
-        "every key but regions (no default) and metrics-listen (off by default) holds its default"
+        "every key but regions (no default), metrics-listen and auth (off by default) holds its default"
     );
     assert!(config.metrics_listen.is_some(), "the template shows metrics-listen");
+    assert!(config.auth.is_some(), "the template shows [auth]");
 }
 
 #[test]
@@ -351,7 +360,9 @@ fn node_template_lists_every_key_with_its_default() {
         match defaults.get(key) {
             Some(default) => assert_eq!(value, default, "node.template.toml: {key} is not the default"),
             // An optional key with no default (off unless set) is shown with an example value.
-            None => assert_eq!(key, "metrics-listen", "node.template.toml: {key} has no default"),
+            None => {
+                assert!(["metrics-listen", "auth"].contains(&key.as_str()), "node.template.toml: {key} has no default")
+            }
         }
     }
 }

@@ -16,6 +16,8 @@ async fn start(dir: &std::path::Path) -> DevDeployment {
         node_base_port: 0,
         nodes_per_region: 3,
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        // About the deployment, not authentication (tests/tests/authn.rs).
+        allow_unauthenticated: true,
     })
     .await
     .expect("dev deployment starts")

@@ -32,6 +32,7 @@ async fn start_router(
         listen: "127.0.0.1:0".parse().unwrap(),
         regions: regions.iter().map(|r| (r.region.to_string(), r.peers.values().cloned().collect())).collect(),
         fanout_timeout_ms: 2_000,
+        allow_unauthenticated: true,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

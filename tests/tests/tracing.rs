@@ -61,7 +61,9 @@ impl Deployment {
         };
         let mut nodes = BTreeMap::new();
         for (&id, addr) in &addrs {
-            let mut args: Vec<String> = ["--log-format", "json", "node", "--region", "eu"].map(String::from).to_vec();
+            let mut args: Vec<String> = ["--log-format", "json", "node", "--allow-unauthenticated", "--region", "eu"]
+                .map(String::from)
+                .to_vec();
             args.extend([
                 "--node-id".into(),
                 id.to_string(),
@@ -85,7 +87,8 @@ impl Deployment {
         }
         let router_addr = format!("127.0.0.1:{}", free_port());
         let endpoints = addrs.values().cloned().collect::<Vec<_>>().join(",");
-        let mut args: Vec<String> = ["--log-format", "json", "router", "--listen"].map(String::from).to_vec();
+        let mut args: Vec<String> =
+            ["--log-format", "json", "router", "--allow-unauthenticated", "--listen"].map(String::from).to_vec();
         args.extend([router_addr.clone(), "--region".into(), format!("eu={endpoints}")]);
         otlp_args(&mut args);
         let mut router = Proc::new(ProcSpec {

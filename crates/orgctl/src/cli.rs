@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cmd::access::{AuditCommand, IntegrationCommand, InviteCommand, PhoneCommand, RoleCommand};
 use crate::cmd::backup::BackupArgs;
 use crate::cmd::cluster::ClusterCommand;
 use crate::cmd::member::MemberCommand;
@@ -68,6 +69,21 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// Write a consistent backup of a region to a file (restore it with `orgplane restore`).
     Backup(BackupArgs),
+    /// Custom roles of an org, and the permission catalog.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Invitations into an org.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+    /// An org's integrations with external services.
+    #[command(subcommand)]
+    Integration(IntegrationCommand),
+    /// An org's phone numbers.
+    #[command(subcommand)]
+    Phone(PhoneCommand),
+    /// An org's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 fn parse_endpoint(text: &str) -> Result<String, String> {
@@ -199,6 +215,65 @@ mod tests {
             Command::Backup(BackupArgs { region: Region::Us, file: "eu.opb".into(), force: true }),
         );
         check("cluster topology", Command::Cluster(ClusterCommand::Topology));
+    }
+
+    #[test]
+    fn parses_access_commands() {
+        use orgplane_model::Permission;
+
+        use crate::cmd::access::*;
+        check(
+            "role create eu-1 support --permission org.read --permission resources.read",
+            Command::Role(RoleCommand::Create {
+                org: "eu-1".into(),
+                name: "support".into(),
+                permissions: vec![Permission::OrgRead, Permission::ResourcesRead],
+            }),
+        );
+        check("role list eu-1", Command::Role(RoleCommand::List { org: "eu-1".into() }));
+        check(
+            "integration create eu-1 --kind twilio --name sms --config account=AC1 --secret token=s3",
+            Command::Integration(IntegrationCommand::Create {
+                org: "eu-1".into(),
+                kind: "twilio".into(),
+                name: "sms".into(),
+                config: vec![("account".into(), "AC1".into())],
+                secrets: vec![("token".into(), "s3".into())],
+            }),
+        );
+        check(
+            "phone add eu-1 +4930901820",
+            Command::Phone(PhoneCommand::Add {
+                org: "eu-1".into(),
+                number: "+4930901820".into(),
+                label: String::new(),
+            }),
+        );
+        check(
+            "audit list eu-1 --since 5 --until 9 --actor alice",
+            Command::Audit(AuditCommand::List {
+                org: "eu-1".into(),
+                since: Some(5),
+                until: Some(9),
+                actor: Some("alice".into()),
+                page_size: None,
+                page_token: None,
+                all: false,
+            }),
+        );
+        check(
+            "invite create eu-1 bob@example.com --role developer",
+            Command::Invite(InviteCommand::Create {
+                org: "eu-1".into(),
+                email: "bob@example.com".into(),
+                role: Role::Developer,
+                expires_at_ms: None,
+            }),
+        );
+        check("invite accept eu-1", Command::Invite(InviteCommand::Accept { org: "eu-1".into() }));
+        check_refused("role create eu-1 support --permission org.own", ErrorKind::ValueValidation);
+        check_refused("role create eu-1 support", ErrorKind::MissingRequiredArgument);
+        check_refused("integration create eu-1 --kind k --name n --config novalue", ErrorKind::ValueValidation);
     }
 
     #[test]

@@ -645,7 +645,7 @@ pub fn format_time_ms(ms: u64) -> String {
         return format!("{ms} ms");
     }
     let (mut days, seconds_of_day) = (seconds / 86_400, seconds % 86_400);
-    let is_leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let is_leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let mut year = 1970;
     loop {
         let days_in_year = if is_leap(year) { 366 } else { 365 };

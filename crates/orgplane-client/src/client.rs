@@ -1,4 +1,5 @@
-//! [`Client`]: one typed method per RPC of `OrgService`, `ClusterService` and `AdminService`,
+//! [`Client`]: one typed method per RPC of `OrgService`, `ClusterService` and `AdminService`
+//! (those of `AccessService` are in [`crate::access`]),
 //! each sent through the retry loop of [`crate::retry`].
 
 use std::collections::HashSet;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use orgplane_model::{Region, Role};
 use orgplane_proto::v1;
+use orgplane_proto::v1::access_service_client::AccessServiceClient;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
@@ -37,8 +39,9 @@ pub struct Client {
     org: OrgServiceClient<Transport>,
     cluster: ClusterServiceClient<Transport>,
     admin: AdminServiceClient<Transport>,
-    options: Arc<ClientOptions>,
-    endpoint: Arc<str>,
+    pub(crate) access: AccessServiceClient<Transport>,
+    pub(crate) options: Arc<ClientOptions>,
+    pub(crate) endpoint: Arc<str>,
 }
 
 impl Client {
@@ -62,10 +65,13 @@ impl Client {
         let admin = AdminServiceClient::with_interceptor(channel.clone(), credentials.clone())
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
+        let access = AccessServiceClient::with_interceptor(channel.clone(), credentials.clone())
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes);
         let cluster = ClusterServiceClient::with_interceptor(channel, credentials)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
-        Ok(Client { org, cluster, admin, options: Arc::new(options), endpoint: endpoint.trim().into() })
+        Ok(Client { org, cluster, admin, access, options: Arc::new(options), endpoint: endpoint.trim().into() })
     }
 
     /// The endpoint as given.
@@ -491,7 +497,7 @@ impl Client {
 }
 
 /// The record an OK answer must carry.
-fn required<T>(rpc: &'static str, field: &'static str, value: Option<T>) -> Result<T, ClientError> {
+pub(crate) fn required<T>(rpc: &'static str, field: &'static str, value: Option<T>) -> Result<T, ClientError> {
     value.ok_or_else(|| ClientError::MalformedResponse { rpc, reason: format!("the answer has no {field}") })
 }
 
@@ -505,7 +511,7 @@ fn advancing_token(rpc: &'static str, seen: &mut HashSet<String>, token: String)
 }
 
 /// Follows `next_page_token` from the first page to the last.
-async fn collect_pages<T, F, Fut>(
+pub(crate) async fn collect_pages<T, F, Fut>(
     rpc: &'static str,
     consistency: Consistency,
     mut fetch: F,

@@ -21,7 +21,8 @@
 //! request id reused by every attempt so the server applies the write once.
 //!
 //! Layout:
-//! - [`client`] holds [`Client`], one method per RPC;
+//! - [`client`] holds [`Client`], one method per RPC; [`access`] adds those of `AccessService`
+//!   (roles, invitations, integrations, phone numbers, the audit log);
 //! - [`backup`] holds [`BackupStream`], a region's backup as it arrives, checked as it goes;
 //! - [`types`] holds [`RequestId`], [`Consistency`], [`PageRequest`], [`Page`], [`OrgRead`] and
 //!   [`UserOrgs`];
@@ -33,6 +34,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod backup;
 pub mod client;
 pub mod error;

@@ -15,6 +15,7 @@ use orgplane_proto::v1::*;
 use orgplane_raft::{current_leader, node_addr, NodeId};
 use tonic::{Request, Response, Status};
 
+use crate::caller;
 use crate::error::NodeError;
 use crate::org_service::NodeCore;
 
@@ -220,6 +221,7 @@ fn to_leader<T>(mut request: Request<T>) -> Request<T> {
 impl AdminService for AdminServiceImpl {
     #[tracing::instrument(name = "node.admin.add_node", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+        caller::platform_admin(&request, "add_node")?;
         let req = request.get_ref().clone();
         self.check_region(&req.region)?;
         if req.node_id == 0 {
@@ -237,6 +239,7 @@ impl AdminService for AdminServiceImpl {
 
     #[tracing::instrument(name = "node.admin.remove_node", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        caller::platform_admin(&request, "remove_node")?;
         let req = request.get_ref().clone();
         self.check_region(&req.region)?;
         if let Some(mut leader) = self.leader_client()? {
@@ -250,6 +253,7 @@ impl AdminService for AdminServiceImpl {
         &self,
         request: Request<GetMembershipRequest>,
     ) -> Result<Response<GetMembershipResponse>, Status> {
+        caller::platform_admin(&request, "get_membership")?;
         let req = request.into_inner();
         if !req.region.is_empty() {
             self.check_region(&req.region)?;
@@ -261,6 +265,7 @@ impl AdminService for AdminServiceImpl {
 
     #[tracing::instrument(name = "node.admin.backup", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn backup(&self, request: Request<BackupRequest>) -> Result<Response<Self::BackupStream>, Status> {
+        caller::platform_admin(&request, "backup")?;
         let stream = crate::backup::start_backup(&self.core, &request.get_ref().region).await?;
         Ok(self.core.reply(stream))
     }

@@ -3,11 +3,12 @@
 //! request that reached a handler without passing the authenticator is refused, never run as
 //! somebody.
 
-use orgplane_model::{Actor, UserActor};
+use orgplane_model::{Actor, DomainError, UserActor};
 use tonic::{Request, Status};
 
+use crate::error::NodeError;
+
 /// The actor of `request`, or UNAUTHENTICATED when no principal is attached.
-#[allow(dead_code)] // used by the services as authentication is wired in (issue #4)
 pub(crate) fn actor<T>(request: &Request<T>) -> Result<Actor, Status> {
     let principal = orgplane_auth::principal(request)?;
     Ok(Actor::User(UserActor {
@@ -15,4 +16,16 @@ pub(crate) fn actor<T>(request: &Request<T>) -> Result<Actor, Status> {
         platform_admin: principal.platform_admin,
         verified_email: principal.email.clone(),
     }))
+}
+
+/// The actor of `request` when it is a platform admin (or the system), for the operators'
+/// calls (`action`, in refusals): membership changes, backups. Anyone else gets
+/// PERMISSION_DENIED naming `platform_admin`.
+pub(crate) fn platform_admin<T>(request: &Request<T>, action: &str) -> Result<Actor, Status> {
+    let actor = actor(request)?;
+    if actor.is_privileged() {
+        Ok(actor)
+    } else {
+        Err(NodeError::from(DomainError::permission_denied("platform_admin", action)).into_status())
+    }
 }

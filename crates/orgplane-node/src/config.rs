@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use orgplane_auth::AuthConfig;
 use orgplane_model::Region;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,14 @@ pub struct NodeConfig {
     /// metrics; port 0 picks one (tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    /// How callers' bearer tokens are verified (`[auth]`). A node needs this or
+    /// `allow-unauthenticated`, and refuses to start with neither or both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+    /// Lets every caller in, without a token, as an anonymous platform admin: for local
+    /// experiments and tests only, logged loudly at every start.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
 }
 
 /// TOML table keys are strings; the peer table's keys are node ids.
@@ -164,6 +173,8 @@ impl NodeConfig {
             max_message_bytes: defaults::max_message_bytes(),
             otlp_endpoint: String::new(),
             metrics_listen: None,
+            auth: None,
+            allow_unauthenticated: false,
         }
     }
 

@@ -5,6 +5,8 @@
 //! - [`node`]: [`Node::start`] wires store, Raft, group commit, reads and services, and
 //!   forms the cluster from the peer list on first start; [`run`] serves until shutdown.
 //! - [`org_service`]: the public `OrgService`: validation, commands, linearizable or local reads.
+//! - [`access_service`]: the public `AccessService`: custom roles, invitations, integrations,
+//!   phone numbers and the audit log, each call authorized against the policy table.
 //! - [`admin_service`]: membership changes (add a node as learner then voter, remove one),
 //!   refused when they would lose the quorum; and backups, streamed by [`backup`].
 //! - [`backup`]: a linearizable, consistent copy of the region's state, streamed in chunks.
@@ -17,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_service;
 pub mod admin_service;
 pub mod backup;
 mod caller;

@@ -8,17 +8,21 @@ use std::sync::Arc;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
+use orgplane_auth::Authenticator;
 use orgplane_proto::raft_v1::raft_service_server::RaftServiceServer;
+use orgplane_proto::v1::access_service_server::AccessServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
 pub use orgplane_raft::Raft;
 use orgplane_raft::{PeerHandler, PeerNetwork, PeerTransport, Proposer, ProposerConfig, ReadIndexer};
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::Instrument;
 
+use crate::access_service::AccessServiceImpl;
 use crate::admin_service::AdminServiceImpl;
 use crate::cluster_service::ClusterServiceImpl;
 use crate::config::{ConfigError, NodeConfig};
@@ -47,6 +51,8 @@ pub enum StartError {
     Raft(String),
     #[error("metrics: {0}")]
     Metrics(#[from] orgplane_telemetry::metrics::MetricsError),
+    #[error("authentication: {0}")]
+    Auth(#[from] orgplane_auth::SetupError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -56,6 +62,8 @@ pub struct Node {
     config: NodeConfig,
     core: Arc<NodeCore>,
     metrics: NodeMetrics,
+    /// Who is calling, for the public services.
+    authenticator: Authenticator,
     /// Where `GET /metrics` is served, if anywhere (`metrics-listen`; bound by the caller).
     metrics_listener: Option<TcpListener>,
 }
@@ -70,10 +78,20 @@ impl Node {
     }
 
     async fn start_inner(config: NodeConfig) -> Result<Node, StartError> {
+        let authenticator = authenticator(&config)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|source| StartError::DataDir { dir: dir.display().to_string(), source })?;
         let metrics = NodeMetrics::new(config.region, config.node_id)?;
+        if !config.join {
+            // A data dir restored without a membership (`orgplane restore` with no --peers)
+            // gets this node's --peers as its new cluster's voters, on this first start.
+            let finished = orgplane_store_sled::finish_restore(&dir, &config.peers)
+                .map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
+            if let Some(log_id) = finished {
+                tracing::info!(restored_index = log_id.index, peers = ?config.peers, "restore completed: new cluster");
+            }
+        }
         let (log_store, mut sm_store) = orgplane_store_sled::open(&dir)
             .map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
         sm_store.observe_snapshots(metrics.snapshot_observer());
@@ -101,7 +119,7 @@ impl Node {
         let reader = ReadIndexer::spawn(config.node_id, raft.clone(), transport, config.read_timeout());
         let core = Arc::new(NodeCore { region: config.region, node_id: config.node_id, raft, proposer, reader, state });
         tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "node started");
-        Ok(Node { config, core, metrics, metrics_listener: None })
+        Ok(Node { config, core, metrics, authenticator, metrics_listener: None })
     }
 
     /// Serves `GET /metrics` on `listener` too, from [`Node::serve`] until the node stops.
@@ -144,22 +162,34 @@ impl Node {
             .build_v1()
             .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
 
+        // Org, Access and Admin calls are authenticated; health, reflection, the peer Raft service and
+        // ClusterService are not: the router's own status probes carry no caller, and a
+        // node's status holds no org data (peers get identified by certificate instead).
         let org = OrgServiceServer::new(OrgServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let org = InterceptedService::new(org, self.authenticator.clone());
+        let access = AccessServiceServer::new(AccessServiceImpl::new(core.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let access = InterceptedService::new(access, self.authenticator.clone());
         let cluster = ClusterServiceServer::new(ClusterServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let admin = AdminServiceServer::new(AdminServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let admin = InterceptedService::new(admin, self.authenticator.clone());
         let peer =
             RaftServiceServer::new(PeerService::new(core.region, core.node_id, PeerHandler::new(core.raft.clone())))
                 .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
                 .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
 
         // Started last, so no early return above leaves it running.
-        let metrics_server = self.metrics_listener.map(|listener| serve_metrics(listener, &self.metrics));
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let app = orgplane_telemetry::http::metrics_routes(self.metrics.registry().clone());
+            orgplane_telemetry::http::HttpServer::spawn(listener, app)
+        });
         let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
@@ -174,6 +204,7 @@ impl Node {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(org)
+            .add_service(access)
             .add_service(cluster)
             .add_service(admin)
             .add_service(peer)
@@ -221,36 +252,6 @@ pub async fn run(
     node.serve(listener, shutdown).await
 }
 
-/// The metrics endpoint of a serving node.
-struct MetricsServer {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-/// Serves `GET /metrics` on `listener` in a task, in the node's span.
-fn serve_metrics(listener: TcpListener, metrics: &NodeMetrics) -> MetricsServer {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tracing::info!(metrics_listen = ?listener.local_addr().ok(), "serving metrics");
-    let app = orgplane_telemetry::http::metrics_routes(metrics.registry().clone());
-    let serve = orgplane_telemetry::http::serve_http(listener, app, async move {
-        let _ = stopped.await;
-    });
-    MetricsServer { stop, task: tokio::spawn(serve.in_current_span()) }
-}
-
-impl MetricsServer {
-    /// Stops the endpoint and waits for it, so nothing it holds (the store's handle among
-    /// them) outlives the node.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        match self.task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics endpoint failed"),
-            Err(e) => tracing::warn!(error = %e, "the metrics endpoint task failed"),
-        }
-    }
-}
-
 fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError> {
     let raft_config = openraft::Config {
         cluster_name: format!("orgplane-{}", config.region),
@@ -282,6 +283,19 @@ async fn form_cluster_if_new(raft: &Raft, peers: &BTreeMap<u64, String>) -> Resu
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
         Err(e) => Err(StartError::Raft(e.to_string())),
     }
+}
+
+/// The node's authenticator, from `[auth]` or `allow-unauthenticated` (exactly one of them).
+/// Running without authentication is warned about at every start.
+fn authenticator(config: &NodeConfig) -> Result<Authenticator, StartError> {
+    let authenticator = Authenticator::from_settings(config.auth.as_ref(), config.allow_unauthenticated)?;
+    if authenticator.is_unauthenticated() {
+        tracing::warn!(
+            "allow-unauthenticated: NO AUTHENTICATION. Every caller, without a token, acts as an \
+             anonymous platform admin. For local experiments only."
+        );
+    }
+    Ok(authenticator)
 }
 
 /// Keeps gRPC health in step with Raft: SERVING while the node knows a leader.

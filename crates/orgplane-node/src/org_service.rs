@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use orgplane_model::command::CommandOutcome;
-use orgplane_model::state;
+use orgplane_model::policy::{self, QueryKind};
+use orgplane_model::state::{self, StateRead};
 use orgplane_model::{validate, Actor, Command, DomainError, Op, OrgId, Region};
 use orgplane_proto::conv::{self, decode_page_token, encode_page_token, parse_org_id, parse_region, parse_role};
 use orgplane_proto::v1::org_service_server::OrgService;
@@ -16,6 +17,7 @@ use orgplane_store_sled::StateReader;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use crate::caller;
 use crate::error::NodeError;
 use crate::LEADER_HEADER;
 
@@ -32,24 +34,45 @@ pub struct NodeCore {
 }
 
 impl NodeCore {
-    /// Commits `op` and returns its outcome. A missing request id gets a fresh one so that the
-    /// node's own retries apply once.
-    pub async fn write(&self, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
+    /// Commits `op` for `actor` and returns its outcome. The actor is checked against the
+    /// policy table first (`apply` checks it again, with the grant rules), so a refused request
+    /// proposes nothing. A missing request id gets a fresh one so that the node's own retries
+    /// apply once.
+    pub async fn write(&self, actor: Actor, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
         validate::request_id(request_id)?;
+        policy::authorize_op(&self.state, &actor, &op).map_err(|e| NodeError::from_query(self.region, e))?;
         let request_id = if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id.to_string() };
         orgplane_telemetry::trace::record_request_id(&request_id.as_str());
-        // Until callers are authenticated (issue #4's wiring), every request acts as the system,
-        // which the model lets do anything; the authenticated actor replaces it then.
-        let command = Command { request_id, issued_at_ms: now_ms(), actor: Actor::System, op };
+        let command = Command { request_id, issued_at_ms: now_ms(), actor, op };
         let result =
             self.proposer.propose(command).await.map_err(|source| NodeError::Write { region: self.region, source })?;
         Ok(result?)
     }
 
-    /// Commits a command about an org; an org NOT_FOUND says where the id points.
-    pub async fn write_org(&self, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
+    /// Commits a command about an org for `actor`; an org NOT_FOUND (missing, or not the
+    /// actor's) says where the id points.
+    pub async fn write_org(&self, actor: Actor, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
         let org_id = op.org_id().clone();
-        self.write(request_id, op).await.map_err(|e| not_found_here(self, &org_id, e))
+        self.write(actor, request_id, op).await.map_err(|e| not_found_here(self, &org_id, e))
+    }
+
+    /// Whether `actor` may ask the read `kind` about `org` (`None`: region-wide), checked
+    /// against `view` so that the answer and the data come from the same state. A non-member
+    /// gets the NOT_FOUND of a missing org, word for word.
+    pub fn authorize_read(
+        &self,
+        view: &impl StateRead,
+        actor: &Actor,
+        org: Option<&OrgId>,
+        kind: QueryKind,
+    ) -> Result<(), NodeError> {
+        policy::authorize_query(view, actor, org, kind).map_err(|e| {
+            let e = NodeError::from_query(self.region, e);
+            match org {
+                Some(org) => not_found_here(self, org, e),
+                None => e,
+            }
+        })
     }
 
     /// The org and user of a membership request, validated.
@@ -90,13 +113,13 @@ impl NodeCore {
         response
     }
 
-    fn storage(&self, source: state::StorageFault) -> NodeError {
+    pub(crate) fn storage(&self, source: state::StorageFault) -> NodeError {
         NodeError::Storage { region: self.region, source }
     }
 
     /// An org id from a request. Ids of other regions are accepted: an org can move here.
     /// Valid ids are recorded on the call's span.
-    fn org_id(&self, text: &str) -> Result<OrgId, NodeError> {
+    pub(crate) fn org_id(&self, text: &str) -> Result<OrgId, NodeError> {
         let id = parse_org_id("org_id", text)?;
         orgplane_telemetry::trace::record_org(&id);
         Ok(id)
@@ -122,11 +145,11 @@ fn org_page_token(token: &str) -> Result<Option<OrgId>, NodeError> {
     decode_page_token(token)?.map(|t| t.parse::<OrgId>().map_err(|_| not_ours())).transpose()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn unexpected(outcome: CommandOutcome) -> Status {
+pub(crate) fn unexpected(outcome: CommandOutcome) -> Status {
     Status::internal(format!("unexpected command outcome {outcome:?}"))
 }
 
@@ -148,6 +171,7 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.create_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn create_org(&self, request: Request<CreateOrgRequest>) -> Reply<CreateOrgResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let region = parse_region("region", &req.region).map_err(NodeError::from)?;
         if region != core.region {
@@ -156,7 +180,7 @@ impl OrgService for OrgServiceImpl {
         let name = validate::org_name(&req.name).map_err(NodeError::from)?;
         let id = OrgId::from_u128(region, uuid::Uuid::now_v7().as_u128());
         orgplane_telemetry::trace::record_org(&id);
-        match core.write(&req.request_id, Op::CreateOrg { id, name }).await? {
+        match core.write(actor, &req.request_id, Op::CreateOrg { id, name }).await? {
             CommandOutcome::Org(org) => Ok(core.reply(CreateOrgResponse { org: Some(conv::org_to_wire(&org)) })),
             other => Err(unexpected(other)),
         }
@@ -165,17 +189,21 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.get_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn get_org(&self, request: Request<GetOrgRequest>) -> Reply<GetOrgResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let id = core.org_id(&req.org_id)?;
         let read = core.prepare_read(req.consistency).await?;
-        let org =
-            state::get_org(&core.state, &id).map_err(|e| core.storage(e))?.ok_or_else(|| core.org_not_found(&id))?;
+        let org = core.state.read_consistent(|view| {
+            core.authorize_read(view, &actor, Some(&id), QueryKind::GetOrg)?;
+            state::get_org(view, &id).map_err(|e| core.storage(e))?.ok_or_else(|| core.org_not_found(&id))
+        })?;
         Ok(core.reply(GetOrgResponse { org: Some(conv::org_to_wire(&org)), read: Some(read) }))
     }
 
     #[tracing::instrument(name = "node.list_orgs", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn list_orgs(&self, request: Request<ListOrgsRequest>) -> Reply<ListOrgsResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         if !req.region.is_empty() {
             let region = parse_region("region", &req.region).map_err(NodeError::from)?;
@@ -186,7 +214,10 @@ impl OrgService for OrgServiceImpl {
         let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
         let after = org_page_token(&req.page_token)?;
         let read = core.prepare_read(req.consistency).await?;
-        let (orgs, next) = state::list_orgs(&core.state, after.as_ref(), limit).map_err(|e| core.storage(e))?;
+        let (orgs, next) = core.state.read_consistent(|view| {
+            core.authorize_read(view, &actor, None, QueryKind::ListOrgs)?;
+            state::list_orgs(view, after.as_ref(), limit).map_err(|e| core.storage(e))
+        })?;
         Ok(core.reply(ListOrgsResponse {
             orgs: orgs.iter().map(conv::org_to_wire).collect(),
             next_page_token: next.map(|n| encode_page_token(&n)).unwrap_or_default(),
@@ -197,11 +228,12 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.update_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn update_org(&self, request: Request<UpdateOrgRequest>) -> Reply<UpdateOrgResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let id = core.org_id(&req.org_id)?;
         let name = validate::org_name(&req.name).map_err(NodeError::from)?;
         let op = Op::UpdateOrg { id, name, expected_version: req.expected_version };
-        match core.write_org(&req.request_id, op).await? {
+        match core.write_org(actor, &req.request_id, op).await? {
             CommandOutcome::Org(org) => Ok(core.reply(UpdateOrgResponse { org: Some(conv::org_to_wire(&org)) })),
             other => Err(unexpected(other)),
         }
@@ -210,10 +242,11 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.delete_org", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn delete_org(&self, request: Request<DeleteOrgRequest>) -> Reply<DeleteOrgResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let id = core.org_id(&req.org_id)?;
         let op = Op::DeleteOrg { id, expected_version: req.expected_version };
-        match core.write_org(&req.request_id, op).await? {
+        match core.write_org(actor, &req.request_id, op).await? {
             CommandOutcome::OrgDeleted { removed_members } => Ok(core.reply(DeleteOrgResponse { removed_members })),
             other => Err(unexpected(other)),
         }
@@ -222,11 +255,12 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.add_member", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn add_member(&self, request: Request<AddMemberRequest>) -> Reply<AddMemberResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let org_id = core.member_target(&req.org_id, &req.user_id)?;
         let role = parse_role("role", &req.role).map_err(NodeError::from)?;
         let op = Op::AddMember { org_id, user_id: req.user_id, role };
-        match core.write_org(&req.request_id, op).await? {
+        match core.write_org(actor, &req.request_id, op).await? {
             CommandOutcome::Member(m) => Ok(core.reply(AddMemberResponse { member: Some(conv::member_to_wire(&m)) })),
             other => Err(unexpected(other)),
         }
@@ -235,11 +269,12 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.set_member_role", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn set_member_role(&self, request: Request<SetMemberRoleRequest>) -> Reply<SetMemberRoleResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let org_id = core.member_target(&req.org_id, &req.user_id)?;
         let role = parse_role("role", &req.role).map_err(NodeError::from)?;
         let op = Op::SetMemberRole { org_id, user_id: req.user_id, role };
-        match core.write_org(&req.request_id, op).await? {
+        match core.write_org(actor, &req.request_id, op).await? {
             CommandOutcome::Member(m) => {
                 Ok(core.reply(SetMemberRoleResponse { member: Some(conv::member_to_wire(&m)) }))
             }
@@ -250,10 +285,11 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.remove_member", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Reply<RemoveMemberResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let org_id = core.member_target(&req.org_id, &req.user_id)?;
         let op = Op::RemoveMember { org_id, user_id: req.user_id };
-        match core.write_org(&req.request_id, op).await? {
+        match core.write_org(actor, &req.request_id, op).await? {
             CommandOutcome::MemberRemoved => Ok(core.reply(RemoveMemberResponse {})),
             other => Err(unexpected(other)),
         }
@@ -262,16 +298,18 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.list_members", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn list_members(&self, request: Request<ListMembersRequest>) -> Reply<ListMembersResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let org_id = core.org_id(&req.org_id)?;
         let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
         let after = decode_page_token(&req.page_token).map_err(NodeError::from)?;
         let read = core.prepare_read(req.consistency).await?;
-        let (members, next) = core
-            .state
-            .read_consistent(|view| state::list_members(view, &org_id, after.as_deref(), limit))
-            .map_err(|e| NodeError::from_query(core.region, e))
-            .map_err(|e| not_found_here(core, &org_id, e))?;
+        let (members, next) = core.state.read_consistent(|view| {
+            core.authorize_read(view, &actor, Some(&org_id), QueryKind::ListMembers)?;
+            state::list_members(view, &org_id, after.as_deref(), limit)
+                .map_err(|e| NodeError::from_query(core.region, e))
+                .map_err(|e| not_found_here(core, &org_id, e))
+        })?;
         Ok(core.reply(ListMembersResponse {
             members: members.iter().map(conv::member_to_wire).collect(),
             next_page_token: next.map(|n| encode_page_token(&n)).unwrap_or_default(),
@@ -282,8 +320,10 @@ impl OrgService for OrgServiceImpl {
     #[tracing::instrument(name = "node.list_user_orgs", skip_all, fields(region = %self.core.region, node = self.core.node_id))]
     async fn list_user_orgs(&self, request: Request<ListUserOrgsRequest>) -> Reply<ListUserOrgsResponse> {
         let core = &self.core;
+        let actor = caller::actor(&request)?;
         let req = request.into_inner();
         validate::user_id(&req.user_id).map_err(NodeError::from)?;
+        policy::authorize_user_orgs(&actor, &req.user_id).map_err(NodeError::from)?;
         let limit = validate::page_size(req.page_size).map_err(NodeError::from)?;
         let after = org_page_token(&req.page_token)?;
         core.prepare_read(req.consistency).await?;
@@ -305,7 +345,7 @@ impl OrgService for OrgServiceImpl {
 
 /// Rewrites the plain org NOT_FOUND of a command into the node's own wording (which says where
 /// the id points when that is elsewhere).
-fn not_found_here(core: &NodeCore, id: &OrgId, e: NodeError) -> NodeError {
+pub(crate) fn not_found_here(core: &NodeCore, id: &OrgId, e: NodeError) -> NodeError {
     match e {
         NodeError::Domain(DomainError::NotFound { ref kind, .. }) if kind == "org" => core.org_not_found(id),
         other => other,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use orgplane_auth::AuthConfig;
 use orgplane_model::Region;
 use serde::Deserialize;
 
@@ -51,6 +52,18 @@ pub struct RouterConfig {
     /// Empty (the default): the standard `OTEL_EXPORTER_OTLP_ENDPOINT` if set, else no export
     /// and no exporter at all; logs carry the trace ids either way.
     pub otlp_endpoint: String,
+    /// How callers' bearer tokens are verified (`[auth]`). The router needs this or
+    /// `allow-unauthenticated`, and refuses to start with neither or both. The nodes verify
+    /// the same tokens again.
+    pub auth: Option<AuthConfig>,
+    /// Lets every caller in, without a token, as an anonymous platform admin: for local
+    /// experiments and tests only, logged loudly at every start. The nodes must allow it too.
+    pub allow_unauthenticated: bool,
+    /// Calls per second each caller (the token's subject) may make on average; 0 (the
+    /// default) sets no limit. Over it a call answers RESOURCE_EXHAUSTED.
+    pub rate_limit_per_second: u32,
+    /// The burst a caller may make above the rate, in calls; at least 1 when the rate is set.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for RouterConfig {
@@ -65,6 +78,10 @@ impl Default for RouterConfig {
             max_concurrent_requests_per_node: 256,
             metrics_listen: None,
             otlp_endpoint: String::new(),
+            auth: None,
+            allow_unauthenticated: false,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 50,
         }
     }
 }
@@ -88,6 +105,9 @@ impl RouterConfig {
             if value == 0 {
                 return Err(RouterError::ZeroSetting { key });
             }
+        }
+        if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
+            return Err(RouterError::ZeroSetting { key: "rate-limit-burst" });
         }
         orgplane_telemetry::trace::check_otlp_endpoint(&self.otlp_endpoint)
             .map_err(|reason| RouterError::BadOtlpEndpoint { endpoint: self.otlp_endpoint.clone(), reason })?;

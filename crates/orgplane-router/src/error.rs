@@ -47,6 +47,9 @@ pub enum RouterError {
     #[error("metrics-listen {addr} is the gRPC listen address; give metrics a port of their own")]
     MetricsOnListenAddress { addr: std::net::SocketAddr },
 
+    #[error("authentication: {0}")]
+    Auth(#[from] orgplane_auth::SetupError),
+
     // ---- serving
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),

@@ -160,8 +160,10 @@ fn merge(
     cursor: FanoutCursor,
     answers: Vec<Result<ListUserOrgsResponse, RouterError>>,
 ) -> Result<ListUserOrgsResponse, RouterError> {
-    // A request every region refused as invalid is the client's mistake, not a partial answer.
-    if answers.iter().all(|a| matches!(a, Err(e) if e.code() == Code::InvalidArgument)) {
+    // A request every region refused as invalid, or refused the caller (listing another
+    // user's orgs), is the client's mistake, not a partial answer.
+    let refused = |code| matches!(code, Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated);
+    if answers.iter().all(|a| matches!(a, Err(e) if refused(e.code()))) {
         if let Some(Err(error)) = answers.into_iter().next() {
             return Err(error);
         }

@@ -19,6 +19,10 @@
 //! - `stack`: the per-node channel and the one function that builds its tower stack;
 //! - `org_service`: `OrgService` at the router; `fanout`: `ListUserOrgs` over every region
 //!   and its page token;
+//! - `credentials`: the caller's `authorization` header, passed on to the node (which
+//!   authenticates it again; the router authenticates every call first, with `orgplane-auth`);
+//! - `rate_limit`: the per-caller token bucket (keyed on the token's subject) and the router's
+//!   one interceptor, authentication then the limit;
 //! - `cluster_service`: `ClusterService` at the router (status of every node, topology);
 //! - `admin_service`: `AdminService` (membership changes), routed by the region it names;
 //!   `backup`: relaying a region's backup stream, bounded by the client's deadline;
@@ -33,14 +37,17 @@
 pub mod config;
 pub mod error;
 
+mod access_service;
 mod admin_service;
 mod backup;
 mod cluster_service;
+mod credentials;
 mod deadline;
 mod fanout;
 mod http;
 mod metrics;
 mod org_service;
+mod rate_limit;
 mod region;
 mod route;
 mod server;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orgplane_model::Region;
+use orgplane_proto::v1::access_service_client::AccessServiceClient;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
@@ -67,6 +68,9 @@ impl RegionTable {
                     admin: AdminServiceClient::new(service.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    access: AccessServiceClient::new(service.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
                     cluster: ClusterServiceClient::new(service)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -104,6 +108,7 @@ pub(crate) struct Node {
     pub(crate) endpoint: String,
     pub(crate) org: OrgServiceClient<NodeService>,
     pub(crate) admin: AdminServiceClient<NodeService>,
+    pub(crate) access: AccessServiceClient<NodeService>,
     pub(crate) cluster: ClusterServiceClient<NodeService>,
 }
 

@@ -86,6 +86,28 @@ routed_by_org_id!(v1::AddMemberRequest, "AddMember", write);
 routed_by_org_id!(v1::SetMemberRoleRequest, "SetMemberRole", write);
 routed_by_org_id!(v1::RemoveMemberRequest, "RemoveMember", write);
 
+// The access API: every call is about one org. Reads may always be resent; writes only with a
+// request id, which the router fills in before the first attempt.
+routed_by_org_id!(v1::CreateRoleRequest, "CreateRole", write);
+routed_by_org_id!(v1::UpdateRoleRequest, "UpdateRole", write);
+routed_by_org_id!(v1::DeleteRoleRequest, "DeleteRole", write);
+routed_by_org_id!(v1::ListRolesRequest, "ListRoles", read);
+routed_by_org_id!(v1::CreateInvitationRequest, "CreateInvitation", write);
+routed_by_org_id!(v1::ListInvitationsRequest, "ListInvitations", read);
+routed_by_org_id!(v1::RevokeInvitationRequest, "RevokeInvitation", write);
+routed_by_org_id!(v1::AcceptInvitationRequest, "AcceptInvitation", write);
+routed_by_org_id!(v1::CreateIntegrationRequest, "CreateIntegration", write);
+routed_by_org_id!(v1::GetIntegrationRequest, "GetIntegration", read);
+routed_by_org_id!(v1::ListIntegrationsRequest, "ListIntegrations", read);
+routed_by_org_id!(v1::UpdateIntegrationRequest, "UpdateIntegration", write);
+routed_by_org_id!(v1::DeleteIntegrationRequest, "DeleteIntegration", write);
+routed_by_org_id!(v1::CreatePhoneNumberRequest, "CreatePhoneNumber", write);
+routed_by_org_id!(v1::GetPhoneNumberRequest, "GetPhoneNumber", read);
+routed_by_org_id!(v1::ListPhoneNumbersRequest, "ListPhoneNumbers", read);
+routed_by_org_id!(v1::UpdatePhoneNumberRequest, "UpdatePhoneNumber", write);
+routed_by_org_id!(v1::DeletePhoneNumberRequest, "DeletePhoneNumber", write);
+routed_by_org_id!(v1::ListAuditEventsRequest, "ListAuditEvents", read);
+
 impl Routed for v1::CreateOrgRequest {
     const RPC: &'static str = "CreateOrg";
     fn region_key(&self) -> Result<Region, RouterError> {
@@ -192,5 +214,18 @@ mod tests {
         let mut read = v1::GetOrgRequest::default();
         read.ensure_request_id();
         assert!(read.retry_after_send_is_safe());
+    }
+
+    #[test]
+    fn access_calls_route_by_org_and_resend_writes_only_with_a_request_id() {
+        check(v1::CreateIntegrationRequest { org_id: EU_ORG.into(), ..Default::default() }, Ok(Region::Eu));
+        check(v1::ListAuditEventsRequest { org_id: "apac-nope".into(), ..Default::default() }, Err("malformed"));
+        check(v1::AcceptInvitationRequest::default(), Err("invalid org_id"));
+        let mut write = v1::DeleteRoleRequest { org_id: EU_ORG.into(), ..Default::default() };
+        assert!(!write.retry_after_send_is_safe());
+        write.ensure_request_id();
+        assert!(write.retry_after_send_is_safe());
+        let mut read = v1::ListRolesRequest { org_id: EU_ORG.into(), ..Default::default() };
+        assert!(read.request_id_mut().is_none() && read.retry_after_send_is_safe());
     }
 }

@@ -6,19 +6,23 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orgplane_auth::Authenticator;
+use orgplane_proto::v1::access_service_server::AccessServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
 use orgplane_telemetry::metrics::{MetricsError, MetricsRegistry, RpcCatalog, RpcMetricsLayer};
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
-use tracing::Instrument;
 
 use crate::config::{RouterConfig, MAX_MESSAGE_BYTES};
+use crate::credentials::ForwardCredentialsLayer;
 use crate::error::RouterError;
 use crate::metrics::RouterMetrics;
+use crate::rate_limit::{CallerGate, RateLimiter};
 use crate::region::RegionTable;
 use crate::stack::StackSettings;
 
@@ -80,6 +84,7 @@ pub struct RouterServices {
     pub org: OrgServiceServer<RouterApi>,
     pub cluster: ClusterServiceServer<RouterApi>,
     pub admin: AdminServiceServer<RouterApi>,
+    pub access: AccessServiceServer<RouterApi>,
 }
 
 /// Builds the router's services from `config`, for embedding them in another server; [`run`]
@@ -95,6 +100,9 @@ impl RouterServices {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             admin: AdminServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            access: AccessServiceServer::new(api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             cluster: ClusterServiceServer::new(api)
@@ -113,6 +121,19 @@ pub fn router_rpc_catalog() -> Result<RpcCatalog, MetricsError> {
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ])
+}
+
+/// The router's authenticator, from `[auth]` or `allow-unauthenticated` (exactly one of them).
+/// Running without authentication is warned about at every start.
+fn authenticator(config: &RouterConfig) -> Result<Authenticator, RouterError> {
+    let authenticator = Authenticator::from_settings(config.auth.as_ref(), config.allow_unauthenticated)?;
+    if authenticator.is_unauthenticated() {
+        tracing::warn!(
+            "allow-unauthenticated: NO AUTHENTICATION. Every caller, without a token, acts as an \
+             anonymous platform admin. For local experiments only."
+        );
+    }
+    Ok(authenticator)
 }
 
 /// How long calls in flight get to finish once shutdown begins.
@@ -139,6 +160,9 @@ pub async fn run_with_http(
     http_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
+    let limiter = (config.rate_limit_per_second > 0)
+        .then(|| RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst));
+    let gate = CallerGate::new(authenticator(&config)?, limiter);
     let registry = MetricsRegistry::for_router();
     let rpc_metrics = RpcMetricsLayer::new(&registry, router_rpc_catalog()?);
     let api = RouterApi::with_metrics(&config, &registry)?;
@@ -147,8 +171,10 @@ pub async fn run_with_http(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<OrgServiceServer<RouterApi>>().await;
     health.set_serving::<ClusterServiceServer<RouterApi>>().await;
+    health.set_serving::<AccessServiceServer<RouterApi>>().await;
 
-    let reflection_names = ["orgplane.v1.OrgService", "orgplane.v1.ClusterService", "grpc.health.v1.Health"];
+    let reflection_names =
+        ["orgplane.v1.OrgService", "orgplane.v1.AccessService", "orgplane.v1.ClusterService", "grpc.health.v1.Health"];
     let mut reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -164,7 +190,8 @@ pub async fn run_with_http(
 
     let (reflection_v1, reflection_v1alpha) = (reflection_v1.build_v1()?, reflection_v1alpha.build_v1alpha()?);
     // Started once nothing above can fail, so no early return leaves it running.
-    let http = http_listener.map(|listener| HttpServer::spawn(listener, crate::http::http_app(api, registry)));
+    let http = http_listener
+        .map(|listener| orgplane_telemetry::http::HttpServer::spawn(listener, crate::http::http_app(api, registry)));
 
     let local_addr = listener.local_addr().ok();
     tracing::info!(addr = ?local_addr, regions = ?config.regions.keys().collect::<Vec<_>>(), "router serving");
@@ -177,6 +204,7 @@ pub async fn run_with_http(
         health.set_service_status("", ServingStatus::NotServing).await;
         health.set_not_serving::<OrgServiceServer<RouterApi>>().await;
         health.set_not_serving::<ClusterServiceServer<RouterApi>>().await;
+        health.set_not_serving::<AccessServiceServer<RouterApi>>().await;
     };
     let serve = Server::builder()
         // Counts every call and its latency by service, method and code (`/metrics`).
@@ -184,15 +212,20 @@ pub async fn run_with_http(
         // Every public call in a span of its trace (the caller's or a new one), answered with
         // `traceresponse`; the per-node stack passes the trace on to the node.
         .layer(orgplane_telemetry::trace::RpcTraceLayer::router())
+        // The caller's `authorization` header, for the calls to nodes made while serving it.
+        .layer(ForwardCredentialsLayer)
         // Notice clients that vanished without closing their connection.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(services.org)
-        .add_service(services.cluster)
-        .add_service(services.admin)
+        // Every public call authenticated, then counted against its caller's rate limit,
+        // before anything is forwarded; not health nor reflection.
+        .add_service(InterceptedService::new(services.org, gate.clone()))
+        .add_service(InterceptedService::new(services.cluster, gate.clone()))
+        .add_service(InterceptedService::new(services.access, gate.clone()))
+        .add_service(InterceptedService::new(services.admin, gate))
         .serve_with_incoming_shutdown(incoming, signal);
     // Graceful shutdown waits for every open connection; an idle client must not keep the
     // router up, so calls get a grace period and then their connections are dropped.
@@ -211,30 +244,4 @@ pub async fn run_with_http(
     }
     tracing::info!("router stopped");
     Ok(())
-}
-
-/// The router's HTTP endpoint, served in a task.
-struct HttpServer {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl HttpServer {
-    fn spawn(listener: TcpListener, app: axum::Router) -> HttpServer {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tracing::info!(metrics_listen = ?listener.local_addr().ok(), "serving metrics");
-        let serve = orgplane_telemetry::http::serve_http(listener, app, async move {
-            let _ = stopped.await;
-        });
-        HttpServer { stop, task: tokio::spawn(serve.in_current_span()) }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        match self.task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics endpoint failed"),
-            Err(e) => tracing::warn!(error = %e, "the metrics endpoint task failed"),
-        }
-    }
 }

@@ -123,6 +123,10 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         // The node joins the client's trace, with the router's span as its parent.
         orgplane_telemetry::trace::inject_traceparent(request.headers_mut());
+        // The node authenticates the caller again, from the caller's own header.
+        if let Some(authorization) = crate::credentials::caller_authorization() {
+            request.headers_mut().insert(crate::credentials::AUTHORIZATION, authorization);
+        }
         // The path is `/orgplane.v1.OrgService/GetOrg`: the method, nothing the caller sent.
         let span = tracing::debug_span!(
             "router.node",

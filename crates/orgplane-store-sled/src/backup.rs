@@ -14,7 +14,11 @@
 //!   node (it never proposes an initial membership over the restored data), builds a snapshot
 //!   of it on first start, and catches up new members from that snapshot;
 //! - the membership is the new cluster's (every voter given to the restore), never the old
-//!   cluster's addresses.
+//!   cluster's addresses. A restore given no voters leaves the store *pending*: the model data
+//!   and a marker with the restored last-applied id, but no applied pointers. `open` refuses a
+//!   pending store; [`finish_restore`], called by a node on its first start with the node's own
+//!   `--peers`, writes the pointers and that membership, so `orgplane restore --region R --from
+//!   FILE --data-dir DIR` needs nothing a node's config does not already say.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -23,7 +27,10 @@ use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, StoredMembership
 use orgplane_raft::NodeId;
 
 use crate::error::StoreError;
-use crate::layout::{self, decode_json, encode_json, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY, LAST_PURGED_KEY};
+use crate::layout::{
+    self, decode_json, encode_json, read_json, Trees, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY, LAST_PURGED_KEY,
+    RESTORE_PENDING_KEY,
+};
 use crate::snapshot_format::{self, SnapshotChunks};
 
 /// The name of the data encoding of a backup taken from this build: the store's on-disk format
@@ -89,7 +96,8 @@ pub struct SeededStore {
 }
 
 /// Seeds a fresh store in `dir` with backup data, for a node of a new cluster whose voters are
-/// `voters` (node id -> peer address).
+/// `voters` (node id -> peer address), or, with `None`, whose voters its first start names
+/// ([`finish_restore`]).
 ///
 /// Everything is checked before anything is written: the data's name is this build's
 /// ([`backup_data_format`]), its checksum and structure are sound, it holds a last applied log
@@ -102,7 +110,7 @@ pub fn seed_from_backup(
     dir: &Path,
     data_format: &str,
     data: &[u8],
-    voters: &BTreeMap<NodeId, String>,
+    voters: Option<&BTreeMap<NodeId, String>>,
 ) -> Result<SeededStore, StoreError> {
     let refused = |reason: String| StoreError::SnapshotRefused { reason };
     if data_format != backup_data_format() {
@@ -111,7 +119,7 @@ pub fn seed_from_backup(
             backup_data_format()
         )));
     }
-    if voters.is_empty() {
+    if voters.is_some_and(BTreeMap::is_empty) {
         return Err(refused("the new cluster needs at least one voter".into()));
     }
     let mut original_last_applied = None;
@@ -125,7 +133,6 @@ pub fn seed_from_backup(
         None => return Err(refused("it holds no last applied log id".into())),
     };
     let restored_last_applied = LogId::new(CommittedLeaderId::new(0, 0), original_last_applied.index);
-    let membership = new_cluster_membership(restored_last_applied, voters);
 
     let (db, trees) = layout::open_database(dir)?;
     for (name, tree) in
@@ -145,18 +152,60 @@ pub fn seed_from_backup(
         model_keys += 1;
     })?;
     write_result.map_err(StoreError::sled("writing the restored state"))?;
-    let write = |tree: &sled::Tree, key: &[u8], what: &'static str, value: Vec<u8>| {
-        tree.insert(key, value).map(drop).map_err(StoreError::sled(what))
+    match voters {
+        Some(voters) => write_applied_pointers(&trees, restored_last_applied, voters)?,
+        None => write(&trees.raft_state, RESTORE_PENDING_KEY, "marking the restore pending", {
+            encode_json("restored last applied log id", &restored_last_applied)?
+        })?,
+    }
+    db.flush().map_err(StoreError::sled("flushing the restored store"))?;
+    Ok(SeededStore { original_last_applied, restored_last_applied, model_keys })
+}
+
+/// Completes a restore that was given no voters (see the module docs): when the store in `dir`
+/// is pending, writes its applied pointers with `voters` as the new cluster's membership and
+/// clears the mark; answers the restored last-applied id then, `None` for any other store.
+/// A node calls this before [`crate::open`] on every start that forms a cluster from its peers.
+pub fn finish_restore(dir: &Path, voters: &BTreeMap<NodeId, String>) -> Result<Option<LogId<NodeId>>, StoreError> {
+    let empty = std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()).unwrap_or(true);
+    if empty {
+        // No store here yet (a new node): nothing was restored.
+        return Ok(None);
+    }
+    let (db, trees) = layout::open_database(dir)?;
+    let Some(restored_last_applied) =
+        read_json::<LogId<NodeId>>(&trees.raft_state, RESTORE_PENDING_KEY, "restored last applied log id")?
+    else {
+        return Ok(None);
     };
+    if voters.is_empty() {
+        return Err(StoreError::SnapshotRefused { reason: "the new cluster needs at least one voter".into() });
+    }
+    write_applied_pointers(&trees, restored_last_applied, voters)?;
+    trees.raft_state.remove(RESTORE_PENDING_KEY).map_err(StoreError::sled("clearing the pending restore"))?;
+    db.flush().map_err(StoreError::sled("flushing the restored store"))?;
+    Ok(Some(restored_last_applied))
+}
+
+/// The applied pointers of a restored store: its last applied id, the new cluster's
+/// membership at that id, and the log recorded as purged up to it.
+fn write_applied_pointers(
+    trees: &Trees,
+    restored_last_applied: LogId<NodeId>,
+    voters: &BTreeMap<NodeId, String>,
+) -> Result<(), StoreError> {
+    let membership = new_cluster_membership(restored_last_applied, voters);
     write(&trees.sm, LAST_APPLIED_KEY, "writing the restored last applied id", {
         encode_json("last applied log id", &restored_last_applied)?
     })?;
     write(&trees.sm, LAST_MEMBERSHIP_KEY, "writing the new membership", encode_json("last membership", &membership)?)?;
     write(&trees.raft_state, LAST_PURGED_KEY, "recording the purged log", {
         encode_json("last purged log id", &restored_last_applied)?
-    })?;
-    db.flush().map_err(StoreError::sled("flushing the restored store"))?;
-    Ok(SeededStore { original_last_applied, restored_last_applied, model_keys })
+    })
+}
+
+fn write(tree: &sled::Tree, key: &[u8], what: &'static str, value: Vec<u8>) -> Result<(), StoreError> {
+    tree.insert(key, value).map(drop).map_err(StoreError::sled(what))
 }
 
 /// Every one of `voters` a voter, at their new addresses, as of `log_id`.

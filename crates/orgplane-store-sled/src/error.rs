@@ -55,6 +55,13 @@ pub enum StoreError {
     #[error("store at {path} is not pristine: its {tree} tree holds data; restore only into an empty data dir")]
     NotPristine { path: PathBuf, tree: &'static str },
 
+    /// The store was restored without a membership, and nothing has given it one yet.
+    #[error(
+        "store at {path} holds a restored backup waiting for its cluster's membership: start it with \
+         --peers (forming a new cluster), not --join"
+    )]
+    RestorePending { path: PathBuf },
+
     /// The background thread that flushes appended log entries is gone (it panicked).
     #[error("the log flusher thread is not running")]
     FlusherStopped,

@@ -38,6 +38,9 @@ pub(crate) const RAFT_STATE_TREE: &str = "raft_state";
 pub(crate) const VOTE_KEY: &[u8] = b"vote";
 pub(crate) const COMMITTED_KEY: &[u8] = b"committed";
 pub(crate) const LAST_PURGED_KEY: &[u8] = b"last_purged";
+/// In `raft_state`: a restore seeded this store without a membership; the restored last
+/// applied log id, until the node's first start completes the restore (`finish_restore`).
+pub(crate) const RESTORE_PENDING_KEY: &[u8] = b"restore_pending";
 
 pub(crate) const SM_TREE: &str = "sm";
 /// Reserved state-machine keys start with byte 0. Model keys start with an ASCII letter

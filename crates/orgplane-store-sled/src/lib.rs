@@ -18,7 +18,7 @@
 //! - `snapshot_format`: the checksummed bytes of a snapshot;
 //! - `state_reader`: [`StateReader`], the node's read handle;
 //! - `backup`: [`StateCopy`], a backup's consistent copy of the state machine, and
-//!   [`seed_from_backup`], which writes a fresh store from a backup's data;
+//!   [`seed_from_backup`], which writes a fresh store from a backup's data, and [`finish_restore`];
 //! - [`error`]: [`StoreError`], the one error type, and its mapping to openraft's.
 
 #![forbid(unsafe_code)]
@@ -35,7 +35,7 @@ mod snapshot_format;
 mod state_machine;
 mod state_reader;
 
-pub use backup::{backup_data_format, seed_from_backup, SeededStore, StateCopy};
+pub use backup::{backup_data_format, finish_restore, seed_from_backup, SeededStore, StateCopy};
 pub use error::StoreError;
 pub use layout::FORMAT_VERSION;
 pub use log_store::{LogReader, LogStore};
@@ -50,6 +50,9 @@ pub use state_reader::{ConsistentView, StateReader};
 /// [`LogReader`]s) is dropped.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let (db, trees) = layout::open_database(dir)?;
+    if trees.raft_state.contains_key(layout::RESTORE_PENDING_KEY).map_err(StoreError::sled("opening the store"))? {
+        return Err(StoreError::RestorePending { path: dir.to_path_buf() });
+    }
     let log_store = LogStore::new(db.clone(), trees.log, trees.raft_state)?;
     let state_machine = StateMachineStore::new(db, trees.sm, trees.snapshot);
     Ok((log_store, state_machine))

@@ -52,6 +52,36 @@ pub async fn serve_http(
     }
 }
 
+/// The HTTP endpoint of a serving node or router, run in a task until [`HttpServer::stop`].
+pub struct HttpServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HttpServer {
+    /// Serves `app` on `listener` in a task, in the caller's span.
+    pub fn spawn(listener: TcpListener, app: axum::Router) -> HttpServer {
+        use tracing::Instrument;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tracing::info!(metrics_listen = ?listener.local_addr().ok(), "serving metrics");
+        let serve = serve_http(listener, app, async move {
+            let _ = stopped.await;
+        });
+        HttpServer { stop, task: tokio::spawn(serve.in_current_span()) }
+    }
+
+    /// Stops the endpoint and waits for it, so nothing it holds (a node's store handle among
+    /// them) outlives the process's other parts.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics endpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "the metrics endpoint task failed"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use prometheus_client::metrics::counter::Counter;

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use orgplane_node::NodeConfig;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Ask a node or router for its gRPC health; exit 0 when SERVING, 1 otherwise (for
     /// container health checks: the image has no shell and no grpcurl).
     Health(HealthArgs),
+    /// Print a bearer token signed with `orgplane dev`'s signing key (made in --data-dir if it
+    /// is not there yet): `export ORGPLANE_TOKEN=$(orgplane dev-token --user alice)`.
+    DevToken(DevTokenArgs),
     /// Seed a node's empty data dir from a backup (`orgctl backup`), for a new cluster: restore
     /// every node of --peers from the same file with the same --peers, then start them.
     Restore(RestoreArgs),
@@ -88,6 +92,11 @@ pub struct NodeArgs {
     /// Export spans over OTLP/gRPC to this collector (http://HOST:4317).
     #[arg(long, env = "ORGPLANE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Let every caller in without a token, as an anonymous platform admin: local experiments
+    /// only, logged loudly at every start. Without it the config file's `[auth]` table is
+    /// required (the process refuses to start with neither).
+    #[arg(long, env = "ORGPLANE_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
 }
 
 /// `orgplane router`.
@@ -109,6 +118,11 @@ pub struct RouterArgs {
     /// Export spans over OTLP/gRPC to this collector (http://HOST:4317).
     #[arg(long, env = "ORGPLANE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Let every caller in without a token, as an anonymous platform admin: local experiments
+    /// only, logged loudly at every start. Without it the config file's `[auth]` table is
+    /// required (the process refuses to start with neither).
+    #[arg(long, env = "ORGPLANE_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
 }
 
 /// `orgplane dev`.
@@ -132,6 +146,46 @@ pub struct DevArgs {
     pub otlp_endpoint: String,
 }
 
+/// `orgplane dev-token`.
+#[derive(Debug, Clone, Args)]
+pub struct DevTokenArgs {
+    /// The data dir of `orgplane dev`, which holds its signing key.
+    #[arg(long, default_value = "./orgplane-data", env = "ORGPLANE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The user the token is for (its `sub`).
+    #[arg(long)]
+    pub user: String,
+    /// The token carries the platform-admin claim: it may create and delete orgs.
+    #[arg(long)]
+    pub platform_admin: bool,
+    /// A verified email in the token (accepting invitations needs one).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// How long the token is valid: a number and a unit, s, m, h or d (`90m`, `24h`, `7d`).
+    #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+}
+
+/// A lifetime like `90s`, `30m`, `24h` or `7d`; at least one second, at most a year.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let expected = || format!("{text:?} is not a lifetime: expected a number and s, m, h or d (24h)");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(expected)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| expected())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(expected()),
+    };
+    let secs = number.checked_mul(unit_secs).ok_or_else(expected)?;
+    if !(1..=365 * 86_400).contains(&secs) {
+        return Err(format!("{text:?}: a lifetime must be between 1s and 365d"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 /// `orgplane restore`.
 #[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
@@ -144,12 +198,13 @@ pub struct RestoreArgs {
     /// The new node's data dir; it must be absent or empty.
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// The new node's id, one of --peers.
-    #[arg(long)]
-    pub node_id: u64,
+    /// The new node's id, one of --peers. Without --node-id and --peers, the node's first
+    /// start (`orgplane node --peers ...`) names the new cluster.
+    #[arg(long, requires = "peers")]
+    pub node_id: Option<u64>,
     /// Every node of the new cluster, all voters: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
-    #[arg(long)]
-    pub peers: String,
+    #[arg(long, requires = "node_id")]
+    pub peers: Option<String>,
 }
 
 impl RestoreArgs {
@@ -159,8 +214,12 @@ impl RestoreArgs {
             region: self.region,
             from: self.from.clone(),
             data_dir: self.data_dir.clone(),
-            node_id: self.node_id,
-            peers: orgplane_node::config::parse_peers(&self.peers)?,
+            cluster: match (self.node_id, &self.peers) {
+                (Some(node_id), Some(peers)) => {
+                    Some(crate::restore::NewCluster { node_id, peers: orgplane_node::config::parse_peers(peers)? })
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -211,6 +270,9 @@ impl NodeArgs {
         if self.join {
             table.insert("join".into(), toml::Value::Boolean(true));
         }
+        if self.allow_unauthenticated {
+            table.insert("allow-unauthenticated".into(), toml::Value::Boolean(true));
+        }
         if let Some(peers) = self.peers {
             let peers = orgplane_node::config::parse_peers(&peers)?;
             let peers: toml::Table =
@@ -228,6 +290,9 @@ impl RouterArgs {
         config_file::set(&mut table, "listen", self.listen);
         config_file::set(&mut table, "otlp-endpoint", self.otlp_endpoint);
         config_file::set(&mut table, "metrics-listen", self.metrics_listen);
+        if self.allow_unauthenticated {
+            table.insert("allow-unauthenticated".into(), toml::Value::Boolean(true));
+        }
         if !self.regions.is_empty() {
             let mut regions = toml::Table::new();
             for flag in &self.regions {
@@ -309,6 +374,32 @@ mod tests {
         assert_eq!(args.metrics_listen, "127.0.0.1:9100".parse().unwrap());
         let err = node_args(&format!("{node} --metrics-listen nowhere")).into_config(no_hostname).unwrap_err();
         assert!(err.to_string().contains("metrics-listen"), "{err}");
+    }
+
+    #[test]
+    fn allow_unauthenticated_is_off_unless_asked_for() {
+        let node = format!("{NODE} --node-id 1");
+        assert!(!node_args(&node).into_config(no_hostname).unwrap().allow_unauthenticated);
+        let config = node_args(&format!("{node} --allow-unauthenticated")).into_config(no_hostname).unwrap();
+        assert!(config.allow_unauthenticated);
+        let Command::Router(args) = parse("router --region eu=a:1 --allow-unauthenticated").unwrap().command else {
+            panic!()
+        };
+        assert!(args.into_config().unwrap().allow_unauthenticated);
+    }
+
+    #[test]
+    fn dev_token_lifetimes() {
+        assert_eq!(parse_ttl("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "h", "24", "0s", "1y", "-1h", "366d", "99999999999999999999d"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+        let Command::DevToken(args) = parse("dev-token --user alice --platform-admin").unwrap().command else {
+            panic!()
+        };
+        assert_eq!((args.user.as_str(), args.platform_admin, args.ttl), ("alice", true, Duration::from_secs(86_400)));
     }
 
     fn no_hostname() -> Result<String, HostnameError> {

@@ -31,6 +31,10 @@ pub struct DevConfig {
     /// Where the router serves its metrics (`GET /metrics`); port 0 lets the OS choose
     /// (tests), None serves none. The dev nodes serve no metrics.
     pub metrics_listen: Option<SocketAddr>,
+    /// Run every node and the router without authentication (every caller an anonymous
+    /// platform admin), for tests about other things. Otherwise (`orgplane dev`) they verify
+    /// tokens signed by the dev key in `data_dir` (made on first start; `orgplane dev-token`).
+    pub allow_unauthenticated: bool,
 }
 
 /// The addresses of a dev deployment, as written to `dev-layout.toml`.
@@ -52,6 +56,8 @@ pub enum DevError {
     Layout { path: String, reason: String },
     #[error("cannot listen on {addr}: {source} (is another orgplane running? pick other ports)")]
     Bind { addr: String, source: std::io::Error },
+    #[error("dev signing key: {0}")]
+    Auth(#[from] orgplane_auth::SetupError),
     #[error("node {region}/{node_id} failed to start: {source}")]
     Node { region: Region, node_id: u64, source: orgplane_node::node::StartError },
 }
@@ -76,6 +82,8 @@ pub struct DevDeployment {
     /// Where the router serves `GET /metrics`, if it does.
     pub router_metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
+    /// Whether callers need a dev token (`orgplane dev-token`).
+    pub authenticated: bool,
     pub nodes: Vec<DevNode>,
     router_stop: watch::Sender<bool>,
     router_task: JoinHandle<()>,
@@ -146,24 +154,37 @@ pub async fn start(config: DevConfig) -> Result<DevDeployment, DevError> {
     };
     let router_metrics_addr = router_metrics.as_ref().map(|(_, addr)| *addr);
     let (layout, mut listeners) = DevLayout::load_or_bind(&config).await?;
+    // Every process verifies tokens of the same key, generated once in the data dir.
+    let auth = if config.allow_unauthenticated {
+        None
+    } else {
+        Some(orgplane_auth::dev_key::ensure(&config.data_dir)?.config().clone())
+    };
 
     let mut nodes = Vec::new();
     for (region, peers) in &layout.regions {
         for (node_id, addr) in peers {
             let listener = listeners.remove(&(*region, *node_id)).expect("a listener per node");
             let data_dir = node_data_dir(&config.data_dir, *region, *node_id);
-            let node_config = NodeConfig::new(
+            let mut node_config = NodeConfig::new(
                 *region,
                 *node_id,
                 listener.local_addr().map_err(|source| DevError::Bind { addr: addr.clone(), source })?,
                 data_dir.clone(),
                 peers.clone(),
             );
+            node_config.auth = auth.clone();
+            node_config.allow_unauthenticated = config.allow_unauthenticated;
             nodes.push(spawn_node(node_config, listener, addr.clone()).await?);
         }
     }
 
-    let mut router_config = orgplane_router::RouterConfig { listen: router_addr, ..Default::default() };
+    let mut router_config = orgplane_router::RouterConfig {
+        listen: router_addr,
+        auth: auth.clone(),
+        allow_unauthenticated: config.allow_unauthenticated,
+        ..Default::default()
+    };
     router_config.regions =
         layout.regions.iter().map(|(r, peers)| (r.to_string(), peers.values().cloned().collect())).collect();
     let (router_stop, mut rx) = watch::channel(false);
@@ -177,7 +198,15 @@ pub async fn start(config: DevConfig) -> Result<DevDeployment, DevError> {
             tracing::error!(error = %e, "router stopped with an error");
         }
     });
-    Ok(DevDeployment { router_addr, router_metrics_addr, data_dir: config.data_dir, nodes, router_stop, router_task })
+    Ok(DevDeployment {
+        router_addr,
+        router_metrics_addr,
+        data_dir: config.data_dir,
+        authenticated: auth.is_some(),
+        nodes,
+        router_stop,
+        router_task,
+    })
 }
 
 /// Binds `addr`, and tells which address it got (port 0 picks one).
@@ -253,6 +282,15 @@ impl DevDeployment {
                 .map(|n| format!("node {} on {} (data {})", n.node_id, n.addr, n.data_dir.display()))
                 .collect();
             out.push_str(&format!("  region {region}: {}\n", nodes.join("; ")));
+        }
+        if self.authenticated {
+            out.push_str(&format!(
+                "  callers need a token: export ORGPLANE_TOKEN=$(orgplane dev-token --data-dir {} --user alice \
+                 --platform-admin)\n",
+                self.data_dir.display()
+            ));
+        } else {
+            out.push_str("  NO AUTHENTICATION: every caller is an anonymous platform admin\n");
         }
         out.push_str(&format!("try: orgctl --endpoint {} org create --region eu --name Acme\n", self.router_addr));
         out

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use orgplane::cli::{Cli, Command, DevArgs, RestoreArgs};
+use orgplane::cli::{Cli, Command, DevArgs, DevTokenArgs, RestoreArgs};
 use orgplane::{health_probe, k8s};
 use orgplane_node::NodeConfig;
 use orgplane_router::RouterConfig;
@@ -17,6 +17,10 @@ fn main() -> anyhow::Result<ExitCode> {
     if let Command::Health(args) = &cli.command {
         // A probe runs often and briefly: no logging, no multi-threaded runtime.
         return Ok(health_probe::run(args));
+    }
+    if let Command::DevToken(args) = &cli.command {
+        // Offline and brief, like restore: the token goes to stdout, nothing else does.
+        return Ok(run_dev_token(args));
     }
     if let Command::Restore(args) = &cli.command {
         // Offline and brief: no runtime and no tracing; the outcome goes to stdout or stderr.
@@ -48,7 +52,7 @@ fn main() -> anyhow::Result<ExitCode> {
             runtime.block_on(run_dev(args))?;
             tracing
         }
-        Command::Health(_) | Command::Restore(_) => unreachable!("handled above"),
+        Command::Health(_) | Command::Restore(_) | Command::DevToken(_) => unreachable!("handled above"),
     };
     // Sends the spans still buffered while the runtime still runs the exporter's channel.
     tracing.shutdown();
@@ -64,6 +68,23 @@ fn run_restore(args: &RestoreArgs) -> ExitCode {
     match restored {
         Ok(description) => {
             print!("{description}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `orgplane dev-token`: exit 0 with the token on stdout, or 1 with why not on stderr. Makes
+/// the dev signing key in the data dir if it is not there yet (as `orgplane dev` would).
+fn run_dev_token(args: &DevTokenArgs) -> ExitCode {
+    let token = orgplane_auth::dev_key::ensure(&args.data_dir)
+        .and_then(|key| key.token(&args.user, args.platform_admin, args.email.as_deref(), args.ttl));
+    match token {
+        Ok(token) => {
+            println!("{token}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -121,6 +142,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         node_base_port: args.node_base_port,
         nodes_per_region: 3,
         metrics_listen: Some(args.metrics_listen),
+        allow_unauthenticated: false,
     };
     let deployment = orgplane::dev::start(config).await?;
     eprint!("{}", deployment.describe());

@@ -6,7 +6,11 @@
 //! backup's index, the same membership (exactly `--peers`, all voters), no log and no vote.
 //! Then `orgplane node` with those `--peers` on each data dir forms the cluster: the nodes see
 //! an initialized store, so none proposes an initial membership, and they elect a leader at a
-//! term above the restored entry's. To grow the cluster later, start empty nodes with `--join`
+//! term above the restored entry's. Without `--node-id`/`--peers` the restore leaves the
+//! membership to the node's first start: `orgplane node --peers ...` on the data dir makes its
+//! own `--peers` the new cluster's voters (`orgplane_store_sled::finish_restore`), so
+//! `orgplane restore --region R --from FILE --data-dir DIR` needs no flag beyond those three.
+//! To grow the cluster later, start empty nodes with `--join`
 //! and add them with `orgctl cluster add-node`; they catch up from a snapshot. Restoring a
 //! single node with `--peers` naming only itself and adding the others that way works too.
 //!
@@ -31,6 +35,14 @@ pub struct RestoreConfig {
     pub from: PathBuf,
     /// The new node's data dir: absent or empty.
     pub data_dir: PathBuf,
+    /// The new cluster, when the restore names it; `None` leaves it to the node's first start
+    /// (`orgplane node --peers ...` on this data dir).
+    pub cluster: Option<NewCluster>,
+}
+
+/// The new cluster a restored node belongs to.
+#[derive(Debug, Clone)]
+pub struct NewCluster {
     /// The new node's id; one of `peers`.
     pub node_id: u64,
     /// Every voter of the new cluster: node id -> `host:port` the others reach it at.
@@ -66,9 +78,11 @@ pub struct Restored {
 
 /// Restores one node's data dir (see the module docs).
 pub fn restore(config: &RestoreConfig) -> Result<Restored, RestoreError> {
-    if !config.peers.contains_key(&config.node_id) {
-        let known = config.peers.keys().map(u64::to_string).collect::<Vec<_>>().join(", ");
-        return Err(RestoreError::NodeNotInPeers { node_id: config.node_id, known });
+    if let Some(cluster) = &config.cluster {
+        if !cluster.peers.contains_key(&cluster.node_id) {
+            let known = cluster.peers.keys().map(u64::to_string).collect::<Vec<_>>().join(", ");
+            return Err(RestoreError::NodeNotInPeers { node_id: cluster.node_id, known });
+        }
     }
     let dir = &config.data_dir;
     let existed = check_empty_or_absent(dir)?;
@@ -81,7 +95,8 @@ pub fn restore(config: &RestoreConfig) -> Result<Restored, RestoreError> {
         return Err(RestoreError::WrongRegion { path: path.clone(), found: header.region, requested: config.region });
     }
     std::fs::create_dir_all(dir).map_err(|source| RestoreError::DataDir { dir: dir.clone(), source })?;
-    match orgplane_store_sled::seed_from_backup(dir, &header.data_format, &data, &config.peers) {
+    let voters = config.cluster.as_ref().map(|cluster| &cluster.peers);
+    match orgplane_store_sled::seed_from_backup(dir, &header.data_format, &data, voters) {
         Ok(seeded) => Ok(Restored { header, seeded }),
         Err(source) => {
             undo(dir, existed);
@@ -126,12 +141,29 @@ fn undo(dir: &Path, existed: bool) {
 /// What `orgplane restore` prints on success: what was restored and how to start the node.
 pub fn describe(config: &RestoreConfig, restored: &Restored) -> String {
     let header = &restored.header;
-    let peers = config.peers.iter().map(|(id, addr)| format!("{id}={addr}")).collect::<Vec<_>>().join(",");
+    let start = match &config.cluster {
+        Some(cluster) => {
+            let peers = cluster.peers.iter().map(|(id, addr)| format!("{id}={addr}")).collect::<Vec<_>>().join(",");
+            format!(
+                "start it with: orgplane node --region {region} --node-id {node} --data-dir {dir} --peers {peers}\n\
+                 restore every other node of --peers from the same file with the same --peers before starting them\n",
+                region = header.region,
+                node = cluster.node_id,
+                dir = config.data_dir.display(),
+            )
+        }
+        None => format!(
+            "start it with: orgplane node --region {region} --node-id N --data-dir {dir} --peers 1=HOST:PORT,...\n\
+             (its first start makes --peers the new cluster's voters; restore every other node of --peers from the\n\
+             same file before starting them, or start this one alone and add the others with orgctl cluster add-node)\n",
+            region = header.region,
+            dir = config.data_dir.display(),
+        ),
+    };
     format!(
         "restored region {region} at log index {index} (term {term} in the original cluster) into {dir}\n\
          backup taken by node {from} at {taken} (ms since the Unix epoch); {keys} records; checksums verified\n\
-         start it with: orgplane node --region {region} --node-id {node} --data-dir {dir} --peers {peers}\n\
-         restore every other node of --peers from the same file with the same --peers before starting them\n",
+         {start}",
         region = header.region,
         index = header.log_index,
         term = header.log_term,
@@ -139,6 +171,5 @@ pub fn describe(config: &RestoreConfig, restored: &Restored) -> String {
         taken = header.created_at_ms,
         from = header.node_id,
         keys = restored.seeded.model_keys,
-        node = config.node_id,
     )
 }

@@ -62,7 +62,7 @@ async fn a_node_from_flags_serves_health_and_reflection_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(BIN)
-        .args(["node", "--region", "eu", "--node-id", "1", "--listen", &addr])
+        .args(["node", "--allow-unauthenticated", "--region", "eu", "--node-id", "1", "--listen", &addr])
         .arg("--data-dir")
         .arg(dir.path().join("n1"))
         .args(["--peers", &format!("1={addr}")])
@@ -106,7 +106,7 @@ async fn a_node_from_a_config_file_with_a_flag_override() {
     .unwrap();
     // --listen overrides the file's (unusable) address.
     let mut child = Command::new(BIN)
-        .args(["node", "--listen", &addr])
+        .args(["node", "--allow-unauthenticated", "--listen", &addr])
         .arg("--config")
         .arg(&config)
         .stderr(Stdio::null())
@@ -114,6 +114,62 @@ async fn a_node_from_a_config_file_with_a_flag_override() {
         .unwrap();
     wait_serving(&addr, "", &mut child).await;
     stop_with(&mut child, "INT");
+}
+
+/// A node or router with neither token verification (`[auth]`) nor `--allow-unauthenticated`,
+/// or with both, refuses to start and says what to do; and exits, rather than serving.
+#[test]
+fn no_authentication_configured_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("d").display().to_string();
+    let node = ["node", "--region", "eu", "--node-id", "1", "--listen", "127.0.0.1:0", "--peers", "1=127.0.0.1:1"];
+    let node: Vec<&str> = node.into_iter().chain(["--data-dir", &data_dir]).collect();
+    let router = vec!["router", "--listen", "127.0.0.1:0", "--region", "eu=127.0.0.1:1"];
+    let with_auth = dir.path().join("auth.toml");
+    std::fs::write(
+        &with_auth,
+        "[auth]\nalgorithm = \"EdDSA\"\nkey-file = \"/k.pem\"\nissuer = \"i\"\naudience = \"a\"\n",
+    )
+    .unwrap();
+    for args in [node, router] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} started without authentication");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("auth is not configured") && stderr.contains("--allow-unauthenticated"), "{stderr}");
+
+        let out = Command::new(BIN).args(&args).args(["--allow-unauthenticated", "--config"]).arg(&with_auth).output();
+        let out = out.unwrap();
+        assert!(!out.status.success(), "{args:?} started with both");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be combined"), "{args:?}");
+    }
+    assert!(!dir.path().join("d").exists(), "a refused node wrote nothing");
+}
+
+/// `orgplane dev-token` makes the dev key once and prints a token that verifies against it.
+#[test]
+fn dev_token_prints_a_token_of_the_dev_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["dev-token", "--user", "alice"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let admin = token(&["--platform-admin", "--ttl", "1h"]);
+    let user = token(&[]);
+    let verifier = orgplane_auth::dev_key::ensure(dir.path()).unwrap().verifier().unwrap();
+    let principal = verifier.verify(&format!("Bearer {admin}")).expect("the admin token verifies");
+    assert_eq!((principal.subject.as_str(), principal.platform_admin), ("alice", true));
+    let principal = verifier.verify(&format!("Bearer {user}")).expect("a second token, same key");
+    assert!(!principal.platform_admin);
+
+    let out = Command::new(BIN).args(["dev-token", "--user", "alice", "--ttl", "0s"]).output().unwrap();
+    assert!(!out.status.success(), "a zero lifetime is refused");
 }
 
 #[test]
@@ -189,7 +245,8 @@ async fn restore_seeds_a_new_node_that_serves_the_backup() {
     let dir = tempfile::tempdir().unwrap();
     let old_addr = format!("127.0.0.1:{}", free_port());
     let mut old = Command::new(BIN)
-        .args(["node", "--region", "eu", "--node-id", "1", "--listen", &old_addr, "--peers", &format!("1={old_addr}")])
+        .args(["node", "--allow-unauthenticated", "--region", "eu", "--node-id", "1", "--listen", &old_addr])
+        .args(["--peers", &format!("1={old_addr}")])
         .arg("--data-dir")
         .arg(dir.path().join("old"))
         .stderr(Stdio::null())
@@ -243,7 +300,8 @@ async fn restore_seeds_a_new_node_that_serves_the_backup() {
     assert!(stdout.contains(&format!("--data-dir {}", new_dir.display())), "says how to start the node: {stdout}");
 
     let mut new = Command::new(BIN)
-        .args(["node", "--region", "eu", "--node-id", "1", "--listen", &new_addr, "--peers", &peers])
+        .args(["node", "--allow-unauthenticated", "--region", "eu", "--node-id", "1", "--listen", &new_addr])
+        .args(["--peers", &peers])
         .arg("--data-dir")
         .arg(&new_dir)
         .stderr(Stdio::null())

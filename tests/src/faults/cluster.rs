@@ -125,7 +125,13 @@ impl ProcRegion {
         let spec = ProcSpec {
             name: format!("{}-n{id}", self.region),
             netns,
-            args: vec!["node".into(), "--config".into(), config_path.display().to_string()],
+            // The fault suite is about Raft and the router, not authentication.
+            args: vec![
+                "node".into(),
+                "--allow-unauthenticated".into(),
+                "--config".into(),
+                config_path.display().to_string(),
+            ],
             env,
             log: dir.join("node.log"),
             marker: self.run_dir.display().to_string(),
@@ -321,7 +327,7 @@ pub fn free_loopback_port() -> u16 {
 
 /// The `orgplane router` process in front of the given regions (on loopback).
 pub fn start_router(run_dir: &Path, listen: &str, regions: &[(&str, Vec<String>)]) -> Proc {
-    let mut args = vec!["router".to_string(), "--listen".to_string(), listen.to_string()];
+    let mut args = vec!["router".into(), "--allow-unauthenticated".into(), "--listen".into(), listen.to_string()];
     for (region, endpoints) in regions {
         args.push("--region".into());
         args.push(format!("{region}={}", endpoints.join(",")));

@@ -2,6 +2,7 @@
 //! `Subcommand`) and a `run` that makes the calls and returns what to print, as an
 //! [`Render`] value; printing is [`crate::output`]'s job.
 
+pub mod access;
 pub mod backup;
 pub mod cluster;
 pub mod member;
@@ -37,5 +38,10 @@ pub async fn run(client: &Client, command: Command) -> Result<Box<dyn Render>, C
         Command::User(command) => user::run(client, command).await?,
         Command::Cluster(command) => cluster::run(client, command).await?,
         Command::Backup(args) => backup::run(client, args).await?,
+        Command::Role(command) => access::run_role(client, command).await?,
+        Command::Invite(command) => access::run_invite(client, command).await?,
+        Command::Integration(command) => access::run_integration(client, command).await?,
+        Command::Phone(command) => access::run_phone(client, command).await?,
+        Command::Audit(command) => access::run_audit(client, command).await?,
     })
 }

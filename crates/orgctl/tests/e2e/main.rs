@@ -11,6 +11,8 @@ const ORGCTL: &str = env!("CARGO_BIN_EXE_orgctl");
 
 struct Ctl {
     endpoint: String,
+    /// A platform admin's dev token, sent as `ORGPLANE_TOKEN`.
+    token: String,
 }
 
 impl Ctl {
@@ -25,6 +27,7 @@ impl Ctl {
 
     fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new(ORGCTL)
+            .env("ORGPLANE_TOKEN", &self.token)
             .args(["--endpoint", &self.endpoint, "--output", "json", "--timeout", "20"])
             .args(args)
             .output()
@@ -63,14 +66,18 @@ async fn the_readme_tour_works_against_orgplane_dev() {
         node_base_port: 0,
         nodes_per_region: 3,
         metrics_listen: None,
+        allow_unauthenticated: false,
     })
     .await
     .expect("dev starts");
-    let ctl = Ctl { endpoint: deployment.router_addr.to_string() };
+    // The tour as the operator: `orgplane dev-token --platform-admin`, from the key dev made.
+    let key = orgplane_auth::dev_key::ensure(dir.path()).expect("the dev key");
+    let token = key.token("ops", true, None, Duration::from_secs(3600)).expect("a token");
+    let ctl = Ctl { endpoint: deployment.router_addr.to_string(), token };
 
-    let endpoint = ctl.endpoint.clone();
+    let (endpoint, token) = (ctl.endpoint.clone(), ctl.token.clone());
     let result = tokio::task::spawn_blocking(move || {
-        let ctl = Ctl { endpoint };
+        let ctl = Ctl { endpoint, token };
         let eu = ctl.create("eu", "Acme");
         let eu_id = org_of(&eu)["id"].as_str().expect("id").to_string();
         assert!(eu_id.starts_with("eu-"), "{eu}");

@@ -1,10 +1,16 @@
 //! Conversions between wire messages and domain types, one file per message family.
 //! Wire-to-domain parsing fails with [`ConvError`], which names the field.
 
+mod access;
 mod backup;
 mod org;
 mod page_token;
 
+pub use access::{
+    audit_event_to_wire, builtin_roles_to_wire, config_entries_to_wire, custom_role_to_wire, integration_to_wire,
+    invitation_to_wire, parse_audit_filter, parse_config_entries, parse_permissions, permission_catalog,
+    phone_number_to_wire,
+};
 pub use backup::{backup_header_to_wire, parse_backup_header};
 
 pub use org::{member_to_wire, org_to_wire, parse_org_id, parse_region, parse_role, user_org_to_wire};

@@ -400,6 +400,8 @@ pub fn test_config(regions: &[(Region, Vec<String>)]) -> RouterConfig {
         fanout_timeout_ms: 400,
         status_timeout_ms: 400,
         max_concurrent_requests_per_node: 64,
+        // The fake nodes check no tokens; tests/tests/authn.rs covers authentication.
+        allow_unauthenticated: true,
         // Anything added later (metrics, tracing export) stays off in tests.
         ..RouterConfig::default()
     }
