@@ -50,12 +50,18 @@ impl Authenticator {
     }
 
     /// The startup rule of nodes and routers: a token configuration verifies tokens; without
-    /// one, the process starts only with `--allow-unauthenticated`; both at once is refused as
-    /// contradictory rather than silently picking one.
+    /// one, the process starts only with `--allow-unauthenticated` (warned about, loudly, each
+    /// time); both at once is refused as contradictory rather than silently picking one.
     pub fn from_settings(config: Option<&AuthConfig>, allow_unauthenticated: bool) -> Result<Self, SetupError> {
         match (config, allow_unauthenticated) {
             (Some(config), false) => Ok(Authenticator::new(Verifier::from_config(config)?)),
-            (None, true) => Ok(Authenticator::allow_unauthenticated()),
+            (None, true) => {
+                tracing::warn!(
+                    "allow-unauthenticated: NO AUTHENTICATION. Every caller, without a token, acts as an \
+                     anonymous platform admin. For local experiments only."
+                );
+                Ok(Authenticator::allow_unauthenticated())
+            }
             (Some(_), true) => Err(SetupError::InvalidSetting {
                 key: "allow-unauthenticated",
                 reason: "cannot be combined with an [auth] configuration".into(),

@@ -286,16 +286,8 @@ async fn form_cluster_if_new(raft: &Raft, peers: &BTreeMap<u64, String>) -> Resu
 }
 
 /// The node's authenticator, from `[auth]` or `allow-unauthenticated` (exactly one of them).
-/// Running without authentication is warned about at every start.
 fn authenticator(config: &NodeConfig) -> Result<Authenticator, StartError> {
-    let authenticator = Authenticator::from_settings(config.auth.as_ref(), config.allow_unauthenticated)?;
-    if authenticator.is_unauthenticated() {
-        tracing::warn!(
-            "allow-unauthenticated: NO AUTHENTICATION. Every caller, without a token, acts as an \
-             anonymous platform admin. For local experiments only."
-        );
-    }
-    Ok(authenticator)
+    Ok(Authenticator::from_settings(config.auth.as_ref(), config.allow_unauthenticated)?)
 }
 
 /// Keeps gRPC health in step with Raft: SERVING while the node knows a leader.

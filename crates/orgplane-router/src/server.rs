@@ -124,16 +124,8 @@ pub fn router_rpc_catalog() -> Result<RpcCatalog, MetricsError> {
 }
 
 /// The router's authenticator, from `[auth]` or `allow-unauthenticated` (exactly one of them).
-/// Running without authentication is warned about at every start.
 fn authenticator(config: &RouterConfig) -> Result<Authenticator, RouterError> {
-    let authenticator = Authenticator::from_settings(config.auth.as_ref(), config.allow_unauthenticated)?;
-    if authenticator.is_unauthenticated() {
-        tracing::warn!(
-            "allow-unauthenticated: NO AUTHENTICATION. Every caller, without a token, acts as an \
-             anonymous platform admin. For local experiments only."
-        );
-    }
-    Ok(authenticator)
+    Ok(Authenticator::from_settings(config.auth.as_ref(), config.allow_unauthenticated)?)
 }
 
 /// How long calls in flight get to finish once shutdown begins.
