@@ -86,17 +86,8 @@ pub struct NodeArgs {
     /// `orgctl cluster add-node`) instead of forming a new one from --peers.
     #[arg(long, env = "ORGPLANE_JOIN")]
     pub join: bool,
-    /// HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP); none by default.
-    #[arg(long, env = "ORGPLANE_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
-    /// Export spans over OTLP/gRPC to this collector (http://HOST:4317).
-    #[arg(long, env = "ORGPLANE_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
-    /// Let every caller in without a token, as an anonymous platform admin: local experiments
-    /// only, logged loudly at every start. Without it the config file's `[auth]` table is
-    /// required (the process refuses to start with neither).
-    #[arg(long, env = "ORGPLANE_ALLOW_UNAUTHENTICATED")]
-    pub allow_unauthenticated: bool,
+    #[command(flatten)]
+    pub serving: ServingArgs,
 }
 
 /// `orgplane router`.
@@ -111,8 +102,15 @@ pub struct RouterArgs {
     /// A region and its nodes, NAME=HOST:PORT,HOST:PORT,HOST:PORT; once per region.
     #[arg(long = "region", value_name = "NAME=ENDPOINTS")]
     pub regions: Vec<String>,
-    /// HOST:PORT to serve Prometheus metrics (GET /metrics) and the status page on, plain HTTP;
-    /// none by default.
+    #[command(flatten)]
+    pub serving: ServingArgs,
+}
+
+/// The flags every serving process (`node`, `router`) takes, merged into its config the same way.
+#[derive(Debug, Args)]
+pub struct ServingArgs {
+    /// HOST:PORT to serve plain HTTP on: Prometheus metrics at /metrics (and, on a router, the
+    /// status page at /); none by default.
     #[arg(long, env = "ORGPLANE_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// Export spans over OTLP/gRPC to this collector (http://HOST:4317).
@@ -123,6 +121,17 @@ pub struct RouterArgs {
     /// required (the process refuses to start with neither).
     #[arg(long, env = "ORGPLANE_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+}
+
+impl ServingArgs {
+    /// Sets the keys of the flags that were given.
+    fn set_into(self, table: &mut toml::Table) {
+        config_file::set(table, "metrics-listen", self.metrics_listen);
+        config_file::set(table, "otlp-endpoint", self.otlp_endpoint);
+        if self.allow_unauthenticated {
+            table.insert("allow-unauthenticated".into(), toml::Value::Boolean(true));
+        }
+    }
 }
 
 /// `orgplane dev`.
@@ -265,13 +274,9 @@ impl NodeArgs {
         config_file::set(&mut table, "node-id", node_id.map(|n| n as i64));
         config_file::set(&mut table, "listen", self.listen);
         config_file::set(&mut table, "data-dir", self.data_dir.map(|d| d.display().to_string()));
-        config_file::set(&mut table, "metrics-listen", self.metrics_listen);
-        config_file::set(&mut table, "otlp-endpoint", self.otlp_endpoint);
+        self.serving.set_into(&mut table);
         if self.join {
             table.insert("join".into(), toml::Value::Boolean(true));
-        }
-        if self.allow_unauthenticated {
-            table.insert("allow-unauthenticated".into(), toml::Value::Boolean(true));
         }
         if let Some(peers) = self.peers {
             let peers = orgplane_node::config::parse_peers(&peers)?;
@@ -288,11 +293,7 @@ impl RouterArgs {
     pub fn into_config(self) -> Result<RouterConfig, ArgsError> {
         let mut table = config_file::load_table(self.config.as_deref())?;
         config_file::set(&mut table, "listen", self.listen);
-        config_file::set(&mut table, "otlp-endpoint", self.otlp_endpoint);
-        config_file::set(&mut table, "metrics-listen", self.metrics_listen);
-        if self.allow_unauthenticated {
-            table.insert("allow-unauthenticated".into(), toml::Value::Boolean(true));
-        }
+        self.serving.set_into(&mut table);
         if !self.regions.is_empty() {
             let mut regions = toml::Table::new();
             for flag in &self.regions {
