@@ -30,7 +30,7 @@ pub struct TestRegion {
     pub peers: BTreeMap<u64, String>,
     dir: TempDir,
     running: BTreeMap<u64, DevNode>,
-    tune: fn(&mut NodeConfig),
+    tune: Box<dyn Fn(&mut NodeConfig) + Send + Sync>,
 }
 
 /// Timings for tests: quick elections, still safe on a loaded machine.
@@ -42,7 +42,7 @@ pub fn test_timings(config: &mut NodeConfig) {
 
 impl TestRegion {
     /// Starts `n` nodes of `region` on fresh loopback ports; `tune` adjusts each node's config.
-    pub async fn start(region: Region, n: u64, tune: fn(&mut NodeConfig)) -> TestRegion {
+    pub async fn start(region: Region, n: u64, tune: impl Fn(&mut NodeConfig) + Send + Sync + 'static) -> TestRegion {
         TestRegion::start_seeded(region, n, tune, |_, _, _| {}).await
     }
 
@@ -52,7 +52,7 @@ impl TestRegion {
     pub async fn start_seeded(
         region: Region,
         n: u64,
-        tune: fn(&mut NodeConfig),
+        tune: impl Fn(&mut NodeConfig) + Send + Sync + 'static,
         mut seed: impl FnMut(u64, &std::path::Path, &BTreeMap<u64, String>),
     ) -> TestRegion {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -63,7 +63,7 @@ impl TestRegion {
         }
         let peers: BTreeMap<u64, String> =
             listeners.iter().map(|(id, l)| (*id, l.local_addr().unwrap().to_string())).collect();
-        let mut region = TestRegion { region, peers, dir, running: BTreeMap::new(), tune };
+        let mut region = TestRegion { region, peers, dir, running: BTreeMap::new(), tune: Box::new(tune) };
         for id in listeners.keys() {
             seed(*id, &region.data_dir(*id), &region.peers);
         }

@@ -338,12 +338,14 @@ fn router_template_lists_every_key_with_its_default() {
             regions: config.regions.clone(),
             metrics_listen: config.metrics_listen,
             auth: config.auth.clone(),
+            tls: config.tls.clone(),
             ..RouterConfig::default()
         },
-        "every key but regions (no default), metrics-listen and auth (off by default) holds its default"
+        "every key but regions (no default), metrics-listen, auth and tls (off by default) holds its default"
     );
     assert!(config.metrics_listen.is_some(), "the template shows metrics-listen");
     assert!(config.auth.is_some(), "the template shows [auth]");
+    assert!(config.tls.is_some(), "the template shows [tls]");
 }
 
 #[test]
@@ -361,7 +363,10 @@ fn node_template_lists_every_key_with_its_default() {
             Some(default) => assert_eq!(value, default, "node.template.toml: {key} is not the default"),
             // An optional key with no default (off unless set) is shown with an example value.
             None => {
-                assert!(["metrics-listen", "auth"].contains(&key.as_str()), "node.template.toml: {key} has no default")
+                assert!(
+                    ["metrics-listen", "auth", "tls"].contains(&key.as_str()),
+                    "node.template.toml: {key} has no default"
+                )
             }
         }
     }

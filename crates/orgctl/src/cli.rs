@@ -1,6 +1,7 @@
 //! The command line: global flags here, each command group's arguments beside its logic in
 //! [`crate::cmd`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -29,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct GlobalArgs {
     /// The router (or region node) to talk to: HOST:PORT, http://HOST:PORT or https://HOST:PORT
-    /// (TLS, verified against the system CA roots).
+    /// (TLS, verified against the system CA roots, or --ca-file).
     #[arg(long, global = true, env = "ORGPLANE_ENDPOINT", default_value = DEFAULT_ENDPOINT, value_parser = parse_endpoint)]
     pub endpoint: String,
     /// How to print the answer: aligned columns for people, or one JSON document on stdout.
@@ -42,6 +43,17 @@ pub struct GlobalArgs {
     /// A bearer token, sent as `authorization: Bearer <token>` with every call.
     #[arg(long, global = true, env = "ORGPLANE_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub token: Option<String>,
+    /// Speak TLS and trust only this CA (PEM): a deployment with its own CA (`orgplane
+    /// dev-certs`). A bare HOST:PORT endpoint then means TLS.
+    #[arg(long, global = true, env = "ORGPLANE_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present, with --key-file: to call a node directly, whose
+    /// `[tls] allowed-clients` names it. Routers do not need one.
+    #[arg(long, global = true, env = "ORGPLANE_CERT_FILE", value_name = "FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "ORGPLANE_KEY_FILE", value_name = "FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// How answers are printed.
@@ -287,8 +299,15 @@ mod tests {
                 output: OutputFormat::Json,
                 timeout: Some(Duration::from_millis(2500)),
                 token: Some("abc".into()),
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
             }
         );
+        let cli = parse("org get eu-1 --ca-file ca.pem --cert-file c.pem --key-file c.key").unwrap();
+        assert_eq!(cli.global.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(cli.global.key_file, Some(PathBuf::from("c.key")));
+        check_refused("org get eu-1 --cert-file c.pem", ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

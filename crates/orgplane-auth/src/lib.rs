@@ -9,6 +9,8 @@
 //!   `--allow-unauthenticated`.
 //! - [`peer`]: [`PeerIdentity`], the identity a node or router certificate carries (a SPIFFE URI),
 //!   and [`PeerGuard`], the interceptor that admits only the expected peers.
+//! - [`tls`]: [`TlsConfig`], the `[tls]` table (CA, certificate, key, allowed clients), checked at
+//!   start into [`PeerTls`], tonic's server and client settings for mutual TLS.
 //! - [`dev_key`]: the dev signing key in a data dir and the tokens it signs (`orgplane dev-token`).
 //! - [`dev_pki`]: a dev CA and the certificates of a deployment's nodes and routers.
 //! - [`error`]: [`AuthError`] (a refused call: always UNAUTHENTICATED), [`PeerIdentityError`],
@@ -27,6 +29,7 @@ mod files;
 pub mod interceptor;
 pub mod jwt;
 pub mod peer;
+pub mod tls;
 
 pub use config::{AuthConfig, JwtAlgorithm};
 pub use dev_key::DevKey;
@@ -34,3 +37,4 @@ pub use error::{AuthError, PeerIdentityError, SetupError};
 pub use interceptor::{principal, Authenticator};
 pub use jwt::{Principal, Verifier};
 pub use peer::{PeerGuard, PeerIdentity};
+pub use tls::{PeerTls, TlsConfig};

@@ -49,7 +49,7 @@ pub mod testing;
 pub use backup::BackupStream;
 pub use client::Client;
 pub use error::{code_name, hint_for_code, ClientError};
-pub use options::{ClientOptions, DEFAULT_MAX_MESSAGE_BYTES};
+pub use options::{ClientOptions, TlsOptions, DEFAULT_MAX_MESSAGE_BYTES};
 pub use transport::{endpoint_uri, Credentials, Transport};
 pub use types::{Consistency, OrgRead, OrgRef, Page, PageRequest, RequestId, UserOrgs};
 

@@ -35,6 +35,29 @@ pub struct ClientOptions {
     pub max_message_bytes: usize,
     /// Sent with every call as `authorization: Bearer <token>` when set.
     pub bearer_token: Option<String>,
+    /// TLS settings: the CA to trust and a client certificate. Set, a bare `HOST:PORT` endpoint
+    /// is dialled over TLS too. None: `https://` endpoints trust the system's roots.
+    pub tls: Option<TlsOptions>,
+}
+
+/// How a client speaks TLS to a router or node of a deployment with its own CA.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct TlsOptions {
+    /// The CA certificate (PEM) to trust instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate and its private key (PEM), presented to the server: needed to call
+    /// a node directly (its `[tls] allowed-clients` names the certificate's client), not a router.
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    /// Never prints the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|pem| format!("<{} bytes>", pem.len())))
+            .field("identity_pem", &self.identity_pem.as_ref().map(|_| "<certificate and key>"))
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -48,6 +71,7 @@ impl Default for ClientOptions {
             backoff_max: Duration::from_secs(1),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             bearer_token: None,
+            tls: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 use crate::error::ClientError;
@@ -45,16 +45,24 @@ pub fn endpoint_uri(endpoint: &str) -> Result<String, ClientError> {
 /// Builds the channel. It connects on the first call, not here, and reconnects by itself.
 /// Needs a Tokio runtime (tonic spawns the channel's worker task).
 pub(crate) fn lazy_channel(endpoint: &str, options: &ClientOptions) -> Result<Channel, ClientError> {
-    let uri = endpoint_uri(endpoint)?;
+    let mut uri = endpoint_uri(endpoint)?;
     let invalid = |e: tonic::transport::Error| ClientError::InvalidEndpoint {
         endpoint: endpoint.to_string(),
         reason: e.to_string(),
     };
+    if options.tls.is_some() && !endpoint.trim().contains("://") {
+        uri = uri.replacen("http://", "https://", 1);
+    }
+    if options.tls.is_some() && uri.starts_with("http://") {
+        return Err(ClientError::InvalidEndpoint {
+            endpoint: endpoint.to_string(),
+            reason: "TLS options are set but the endpoint says http://; use https:// or HOST:PORT".to_string(),
+        });
+    }
     let tls = uri.starts_with("https://");
     let mut endpoint = Endpoint::from_shared(uri).map_err(invalid)?;
     if tls {
-        // The server is verified against the system's CA roots and the endpoint's host name.
-        endpoint = endpoint.tls_config(ClientTlsConfig::new().with_native_roots()).map_err(invalid)?;
+        endpoint = endpoint.tls_config(tls_config(options.tls.as_ref())).map_err(invalid)?;
     }
     Ok(endpoint
         // A dead host fails the attempt quickly instead of using up the request timeout.
@@ -65,6 +73,20 @@ pub(crate) fn lazy_channel(endpoint: &str, options: &ClientOptions) -> Result<Ch
         .http2_keep_alive_interval(std::time::Duration::from_secs(30))
         .keep_alive_timeout(std::time::Duration::from_secs(10))
         .connect_lazy())
+}
+
+/// The server is verified against the configured CA (else the system's roots) and the
+/// endpoint's host name; a client certificate is shown when configured.
+fn tls_config(options: Option<&crate::options::TlsOptions>) -> ClientTlsConfig {
+    let mut config = ClientTlsConfig::new();
+    match options.and_then(|tls| tls.ca_pem.as_ref()) {
+        Some(ca) => config = config.ca_certificate(Certificate::from_pem(ca)),
+        None => config = config.with_native_roots(),
+    }
+    if let Some((cert, key)) = options.and_then(|tls| tls.identity_pem.as_ref()) {
+        config = config.identity(Identity::from_pem(cert, key));
+    }
+    config
 }
 
 /// Adds `authorization: Bearer <token>` to every call when a token is configured.

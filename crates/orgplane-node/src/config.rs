@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orgplane_auth::AuthConfig;
+use orgplane_auth::{AuthConfig, TlsConfig};
 use orgplane_model::Region;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +73,11 @@ pub struct NodeConfig {
     /// experiments and tests only, logged loudly at every start.
     #[serde(default)]
     pub allow_unauthenticated: bool,
+    /// Mutual TLS with peers, routers and allowed clients (`[tls]`): this node's certificate
+    /// (it must name this region and node id), its key, and the CA every peer must chain to.
+    /// None (the default) serves plaintext: loopback and tests only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 /// TOML table keys are strings; the peer table's keys are node ids.
@@ -175,6 +180,7 @@ impl NodeConfig {
             metrics_listen: None,
             auth: None,
             allow_unauthenticated: false,
+            tls: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //!   refused when they would lose the quorum; and backups, streamed by [`backup`].
 //! - [`backup`]: a linearizable, consistent copy of the region's state, streamed in chunks.
 //! - [`cluster_service`]: this node's status and its region's topology.
+//! - `gate`: what a call must show first: the peer certificate (with `[tls]`), then the token.
 //! - [`peer_service`]: the peer-only Raft service; checks region and target of every message.
 //! - [`transport`]: the gRPC [`orgplane_raft::PeerTransport`], one cached channel per peer.
 //! - [`error`]: [`NodeError`] and the one function that maps errors to gRPC statuses.
@@ -26,6 +27,7 @@ mod caller;
 pub mod cluster_service;
 pub mod config;
 pub mod error;
+mod gate;
 pub mod metrics;
 pub mod node;
 pub mod org_service;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
-use orgplane_auth::Authenticator;
+use orgplane_auth::{Authenticator, PeerGuard, PeerIdentity, PeerTls};
 use orgplane_proto::raft_v1::raft_service_server::RaftServiceServer;
 use orgplane_proto::v1::access_service_server::AccessServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
@@ -26,6 +26,7 @@ use crate::access_service::AccessServiceImpl;
 use crate::admin_service::AdminServiceImpl;
 use crate::cluster_service::ClusterServiceImpl;
 use crate::config::{ConfigError, NodeConfig};
+use crate::gate::{PeerGate, PublicGate};
 use crate::metrics::NodeMetrics;
 use crate::org_service::{NodeCore, OrgServiceImpl};
 use crate::peer_service::PeerService;
@@ -53,6 +54,8 @@ pub enum StartError {
     Metrics(#[from] orgplane_telemetry::metrics::MetricsError),
     #[error("authentication: {0}")]
     Auth(#[from] orgplane_auth::SetupError),
+    #[error("tls: the certificate names {found}, but this is node {node} of region {region}")]
+    WrongCertificate { found: PeerIdentity, region: orgplane_model::Region, node: u64 },
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -64,6 +67,8 @@ pub struct Node {
     metrics: NodeMetrics,
     /// Who is calling, for the public services.
     authenticator: Authenticator,
+    /// This node's certificate and the CA, when mutual TLS is configured.
+    tls: Option<PeerTls>,
     /// Where `GET /metrics` is served, if anywhere (`metrics-listen`; bound by the caller).
     metrics_listener: Option<TcpListener>,
 }
@@ -79,6 +84,7 @@ impl Node {
 
     async fn start_inner(config: NodeConfig) -> Result<Node, StartError> {
         let authenticator = authenticator(&config)?;
+        let tls = peer_tls(&config)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|source| StartError::DataDir { dir: dir.display().to_string(), source })?;
@@ -98,8 +104,12 @@ impl Node {
         let state = sm_store.state_reader();
 
         let raft_config = raft_config(&config)?;
-        let transport: Arc<dyn PeerTransport> =
-            GrpcTransport::new(config.region, config.node_id, PEER_MESSAGE_MAX_BYTES);
+        let transport: Arc<dyn PeerTransport> = GrpcTransport::new(
+            config.region,
+            config.node_id,
+            PEER_MESSAGE_MAX_BYTES,
+            tls.as_ref().map(PeerTls::client_config),
+        );
         let network = PeerNetwork::new(transport.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log_store, sm_store)
             .await
@@ -118,8 +128,8 @@ impl Node {
         let proposer = Proposer::spawn(config.node_id, raft.clone(), transport.clone(), proposer_config);
         let reader = ReadIndexer::spawn(config.node_id, raft.clone(), transport, config.read_timeout());
         let core = Arc::new(NodeCore { region: config.region, node_id: config.node_id, raft, proposer, reader, state });
-        tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "node started");
-        Ok(Node { config, core, metrics, authenticator, metrics_listener: None })
+        tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), mtls = tls.is_some(), "node started");
+        Ok(Node { config, core, metrics, authenticator, tls, metrics_listener: None })
     }
 
     /// Serves `GET /metrics` on `listener` too, from [`Node::serve`] until the node stops.
@@ -162,28 +172,44 @@ impl Node {
             .build_v1()
             .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
 
-        // Org, Access and Admin calls are authenticated; health, reflection, the peer Raft service and
-        // ClusterService are not: the router's own status probes carry no caller, and a
-        // node's status holds no org data (peers get identified by certificate instead).
+        // With mutual TLS, the public services admit routers and the allowed clients by
+        // certificate, then authenticate the caller's token; cluster status (no org data) needs
+        // only the certificate; the Raft service admits this region's nodes only. Health and
+        // reflection stay open to probes without certificates. Without TLS (loopback, tests) only
+        // the token is checked, and the Raft service relies on the network.
+        let (public_peers, raft_peers) = match &self.tls {
+            Some(tls) => (
+                PeerGate::new(Some(PeerGuard::routers_and_clients(tls.allowed_clients().iter().cloned()))),
+                PeerGate::new(Some(PeerGuard::nodes_of(core.region))),
+            ),
+            None => (PeerGate::new(None), PeerGate::new(None)),
+        };
+        let public = PublicGate::new(public_peers.clone(), self.authenticator.clone());
         let org = OrgServiceServer::new(OrgServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let org = InterceptedService::new(org, self.authenticator.clone());
+        let org = InterceptedService::new(org, public.clone());
         let access = AccessServiceServer::new(AccessServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let access = InterceptedService::new(access, self.authenticator.clone());
+        let access = InterceptedService::new(access, public.clone());
         let cluster = ClusterServiceServer::new(ClusterServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let cluster = InterceptedService::new(cluster, public_peers);
         let admin = AdminServiceServer::new(AdminServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let admin = InterceptedService::new(admin, self.authenticator.clone());
+        let admin = InterceptedService::new(admin, public);
         let peer =
             RaftServiceServer::new(PeerService::new(core.region, core.node_id, PeerHandler::new(core.raft.clone())))
                 .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
                 .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
+        let peer = InterceptedService::new(peer, raft_peers);
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            server = server.tls_config(tls.server_config())?;
+        }
 
         // Started last, so no early return above leaves it running.
         let metrics_server = self.metrics_listener.map(|listener| {
@@ -195,7 +221,7 @@ impl Node {
             shutdown.await;
             let _ = began.send(());
         };
-        let serve = tonic::transport::Server::builder()
+        let serve = server
             // Counts every call and its latency by service, method and code (`/metrics`).
             .layer(self.metrics.rpc_layer())
             // Every public call in an `rpc` span with region and node, in the caller's trace
@@ -288,6 +314,22 @@ async fn form_cluster_if_new(raft: &Raft, peers: &BTreeMap<u64, String>) -> Resu
 /// The node's authenticator, from `[auth]` or `allow-unauthenticated` (exactly one of them).
 fn authenticator(config: &NodeConfig) -> Result<Authenticator, StartError> {
     Ok(Authenticator::from_settings(config.auth.as_ref(), config.allow_unauthenticated)?)
+}
+
+/// The node's TLS material, if `[tls]` is configured, after checking that its certificate is
+/// this node's: a certificate of another node or region would let it impersonate that one.
+fn peer_tls(config: &NodeConfig) -> Result<Option<PeerTls>, StartError> {
+    let Some(tls) = &config.tls else { return Ok(None) };
+    let loaded = tls.load()?;
+    let expected = PeerIdentity::Node { region: config.region, node: config.node_id };
+    if *loaded.identity() != expected {
+        return Err(StartError::WrongCertificate {
+            found: loaded.identity().clone(),
+            region: config.region,
+            node: config.node_id,
+        });
+    }
+    Ok(Some(loaded))
 }
 
 /// Keeps gRPC health in step with Raft: SERVING while the node knows a leader.

@@ -1,5 +1,7 @@
 //! [`GrpcTransport`]: the Raft layer's [`PeerTransport`] over the peer-only gRPC service, with
-//! one lazily connected channel per peer address, kept for the node's life.
+//! one lazily connected channel per peer address, kept for the node's life. With mutual TLS
+//! configured, peers are dialled over TLS, verified against the deployment's CA and the host
+//! name in their address, and shown this node's certificate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +12,7 @@ use orgplane_proto::raft_v1::raft_service_client::RaftServiceClient;
 use orgplane_proto::raft_v1::{PeerHeader, PeerRequest};
 use orgplane_raft::transport::BoxFuture;
 use orgplane_raft::{NodeId, PeerRpc, PeerTransport, TransportError};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 /// How long connecting to a peer may take before the call counts as unreachable.
@@ -20,12 +22,19 @@ pub struct GrpcTransport {
     region: Region,
     from: NodeId,
     max_message_bytes: usize,
+    /// Some: peers are dialled with mutual TLS.
+    tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl GrpcTransport {
-    pub fn new(region: Region, from: NodeId, max_message_bytes: usize) -> Arc<GrpcTransport> {
-        Arc::new(GrpcTransport { region, from, max_message_bytes, channels: Mutex::new(HashMap::new()) })
+    pub fn new(
+        region: Region,
+        from: NodeId,
+        max_message_bytes: usize,
+        tls: Option<ClientTlsConfig>,
+    ) -> Arc<GrpcTransport> {
+        Arc::new(GrpcTransport { region, from, max_message_bytes, tls, channels: Mutex::new(HashMap::new()) })
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
@@ -33,8 +42,13 @@ impl GrpcTransport {
         if let Some(ch) = channels.get(addr) {
             return Ok(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+        let bad = |e: tonic::transport::Error| format!("bad peer address {addr:?}: {e}");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(bad)?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(bad)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use orgplane_auth::AuthConfig;
+use orgplane_auth::{AuthConfig, TlsConfig};
 use orgplane_model::Region;
 use serde::Deserialize;
 
@@ -64,6 +64,11 @@ pub struct RouterConfig {
     pub rate_limit_per_second: u32,
     /// The burst a caller may make above the rate, in calls; at least 1 when the rate is set.
     pub rate_limit_burst: u32,
+    /// Mutual TLS (`[tls]`): the router's certificate (a router identity), its key and the CA.
+    /// The router then dials nodes over TLS showing its certificate, and serves its clients
+    /// over TLS (they verify it against the CA; their own certificate is not required, their
+    /// token is). None (the default): plaintext, for loopback and tests.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for RouterConfig {
@@ -82,6 +87,7 @@ impl Default for RouterConfig {
             allow_unauthenticated: false,
             rate_limit_per_second: 0,
             rate_limit_burst: 50,
+            tls: None,
         }
     }
 }

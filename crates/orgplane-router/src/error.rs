@@ -49,6 +49,8 @@ pub enum RouterError {
 
     #[error("authentication: {0}")]
     Auth(#[from] orgplane_auth::SetupError),
+    #[error("tls: the certificate names {found}, not a router")]
+    NotARouterCertificate { found: orgplane_auth::PeerIdentity },
 
     // ---- serving
     #[error("cannot build the reflection service: {0}")]

@@ -399,6 +399,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             max_concurrent_requests: 1,
+            tls: None,
         };
         let regions = ValidatedRegions([(Region::Eu, endpoints.iter().map(|e| e.to_string()).collect())].into());
         let table = RegionTable::new(&regions, &settings, &RouterMetrics::unregistered()).unwrap();

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orgplane_auth::Authenticator;
+use orgplane_auth::{Authenticator, PeerTls};
 use orgplane_proto::v1::access_service_server::AccessServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
@@ -65,6 +65,7 @@ impl RouterApi {
             request_timeout: config.request_timeout(),
             connect_timeout: config.connect_timeout(),
             max_concurrent_requests: config.max_concurrent_requests_per_node,
+            tls: router_tls(config)?.map(|tls| tls.client_config()),
         };
         let state = RouterState {
             table: RegionTable::new(&regions, &settings, &metrics)?,
@@ -124,6 +125,17 @@ pub fn router_rpc_catalog() -> Result<RpcCatalog, MetricsError> {
 }
 
 /// The router's authenticator, from `[auth]` or `allow-unauthenticated` (exactly one of them).
+/// The router's TLS material, if `[tls]` is configured, after checking that its certificate is
+/// a router's (nodes admit routers by that identity).
+pub(crate) fn router_tls(config: &RouterConfig) -> Result<Option<PeerTls>, RouterError> {
+    let Some(tls) = &config.tls else { return Ok(None) };
+    let loaded = tls.load()?;
+    if !loaded.identity().is_router() {
+        return Err(RouterError::NotARouterCertificate { found: loaded.identity().clone() });
+    }
+    Ok(Some(loaded))
+}
+
 fn authenticator(config: &RouterConfig) -> Result<Authenticator, RouterError> {
     Ok(Authenticator::from_settings(config.auth.as_ref(), config.allow_unauthenticated)?)
 }
@@ -188,6 +200,10 @@ pub async fn run_with_http(
     let local_addr = listener.local_addr().ok();
     tracing::info!(addr = ?local_addr, regions = ?config.regions.keys().collect::<Vec<_>>(), "router serving");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut server = Server::builder();
+    if let Some(tls) = router_tls(&config)? {
+        server = server.tls_config(tls.server_config())?;
+    }
     let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -198,7 +214,7 @@ pub async fn run_with_http(
         health.set_not_serving::<ClusterServiceServer<RouterApi>>().await;
         health.set_not_serving::<AccessServiceServer<RouterApi>>().await;
     };
-    let serve = Server::builder()
+    let serve = server
         // Counts every call and its latency by service, method and code (`/metrics`).
         .layer(rpc_metrics)
         // Every public call in a span of its trace (the caller's or a new one), answered with

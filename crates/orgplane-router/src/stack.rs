@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use orgplane_model::Region;
 use tonic::body::Body;
 use tonic::codegen::http;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 use tracing::Instrument;
@@ -38,18 +38,25 @@ impl std::error::Error for NodeCallError {
 }
 
 /// The settings [`node_stack`] needs, taken from the validated configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct StackSettings {
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_concurrent_requests: usize,
+    /// Some: nodes are dialled with mutual TLS (the router's certificate, the deployment's CA).
+    pub(crate) tls: Option<ClientTlsConfig>,
 }
 
 /// A channel to `endpoint` (`host:port`) that connects on first use, so the router starts
 /// while nodes are down, and reconnects after a failure on the next call.
 /// Must be called within a Tokio runtime (the channel spawns its worker task).
 pub(crate) fn node_channel(endpoint: &str, settings: &StackSettings) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{endpoint}"))?
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let mut channel = Endpoint::from_shared(format!("{scheme}://{endpoint}"))?;
+    if let Some(tls) = &settings.tls {
+        channel = channel.tls_config(tls.clone())?;
+    }
+    Ok(channel
         .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
         // Notice a node that vanished without closing the connection (a crashed host, a

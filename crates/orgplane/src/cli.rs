@@ -57,6 +57,9 @@ pub enum Command {
     /// Seed a node's empty data dir from a backup (`orgctl backup`), for a new cluster: restore
     /// every node of --peers from the same file with the same --peers, then start them.
     Restore(RestoreArgs),
+    /// Write a dev CA (or reuse the one in --out) and certificates for every node and router
+    /// of a deployment, for mutual TLS (`[tls]` or --tls-* on each process).
+    DevCerts(DevCertsArgs),
 }
 
 /// `orgplane node`.
@@ -121,6 +124,16 @@ pub struct ServingArgs {
     /// required (the process refuses to start with neither).
     #[arg(long, env = "ORGPLANE_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+    /// Mutual TLS: the deployment's CA certificate (PEM); with --tls-cert-file and
+    /// --tls-key-file, sets the `[tls]` table's keys.
+    #[arg(long, env = "ORGPLANE_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Mutual TLS: this process's certificate (PEM), issued for its identity.
+    #[arg(long, env = "ORGPLANE_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Mutual TLS: the certificate's private key (PEM, mode 0600).
+    #[arg(long, env = "ORGPLANE_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl ServingArgs {
@@ -130,6 +143,16 @@ impl ServingArgs {
         config_file::set(table, "otlp-endpoint", self.otlp_endpoint);
         if self.allow_unauthenticated {
             table.insert("allow-unauthenticated".into(), toml::Value::Boolean(true));
+        }
+        let tls_flags =
+            [("ca-file", self.tls_ca_file), ("cert-file", self.tls_cert_file), ("key-file", self.tls_key_file)];
+        if tls_flags.iter().any(|(_, path)| path.is_some()) {
+            let tls = table.entry("tls").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(tls) = tls {
+                for (key, path) in tls_flags {
+                    config_file::set(tls, key, path.map(|p| p.display().to_string()));
+                }
+            }
         }
     }
 }
@@ -153,6 +176,28 @@ pub struct DevArgs {
     /// Export spans over OTLP/gRPC to this collector (http://HOST:4317).
     #[arg(long, default_value = "", env = "ORGPLANE_OTLP_ENDPOINT")]
     pub otlp_endpoint: String,
+}
+
+/// `orgplane dev-certs`.
+#[derive(Debug, Clone, Args)]
+pub struct DevCertsArgs {
+    /// Where to write `ca.pem`, `ca.key`, `node-<region>-<id>.pem|.key`, `router-<name>.pem|.key`
+    /// and `client-<name>.pem|.key`. An existing CA there is reused.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The regions to make node certificates for.
+    #[arg(long, value_delimiter = ',', default_value = "us,eu,apac")]
+    pub regions: Vec<orgplane_model::Region>,
+    /// Node certificates per region: node ids 1 to N.
+    #[arg(long, default_value_t = 3)]
+    pub nodes_per_region: u64,
+    /// A router certificate of this name (its host name in compose); repeat for more.
+    #[arg(long = "router", value_name = "NAME", default_values_t = ["router".to_string()])]
+    pub routers: Vec<String>,
+    /// A client certificate of this name, for a client allowed to call nodes directly
+    /// (`allowed-clients` in a node's `[tls]`); repeat for more.
+    #[arg(long = "client", value_name = "NAME")]
+    pub clients: Vec<String>,
 }
 
 /// `orgplane dev-token`.
@@ -245,6 +290,10 @@ pub struct HealthArgs {
     /// Give up (and exit 1) after this many milliseconds, connecting included.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
+    /// Speak TLS and trust this CA (PEM): for processes serving with `[tls]`. Health needs no
+    /// client certificate.
+    #[arg(long, env = "ORGPLANE_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// Flags and config file that do not make a config.

@@ -2,10 +2,11 @@
 //! probes (the image has no shell and no grpcurl). Exit status 0 means SERVING; anything else,
 //! an unreachable address or a timeout included, is 1, with one line saying why.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -15,6 +16,8 @@ use crate::cli::HealthArgs;
 /// Why a health check got no status.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    #[error("cannot read the CA file {path}: {source}")]
+    ReadCa { path: String, source: std::io::Error },
     #[error("{addr} is not a HOST:PORT address: {reason}")]
     BadAddress { addr: String, reason: String },
     #[error("cannot connect to {addr}: {reason}")]
@@ -26,13 +29,26 @@ pub enum ProbeError {
 }
 
 /// Asks `addr` for the health of `service` (`""`: the server as a whole), giving up after
-/// `timeout` in all, connecting included.
-pub async fn check(addr: &str, service: &str, timeout: Duration) -> Result<ServingStatus, ProbeError> {
+/// `timeout` in all, connecting included. With `tls_ca`, over TLS trusting that CA only.
+pub async fn check(
+    addr: &str,
+    service: &str,
+    timeout: Duration,
+    tls_ca: Option<&Path>,
+) -> Result<ServingStatus, ProbeError> {
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| ProbeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })?
-        .connect_timeout(timeout)
-        .timeout(timeout);
+    let bad_address =
+        |e: tonic::transport::Error| ProbeError::BadAddress { addr: addr.to_string(), reason: e.to_string() };
+    let scheme = if tls_ca.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(bad_address)?;
+    if let Some(path) = tls_ca {
+        let ca =
+            std::fs::read(path).map_err(|source| ProbeError::ReadCa { path: path.display().to_string(), source })?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .map_err(bad_address)?;
+    }
+    let endpoint = endpoint.connect_timeout(timeout).timeout(timeout);
     let call = async {
         let channel = endpoint
             .connect()
@@ -64,7 +80,12 @@ pub fn run(args: &HealthArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(check(&args.addr, &args.service, Duration::from_millis(args.timeout_ms)));
+    let result = runtime.block_on(check(
+        &args.addr,
+        &args.service,
+        Duration::from_millis(args.timeout_ms),
+        args.tls_ca_file.as_deref(),
+    ));
     match result {
         Ok(ServingStatus::Serving) => {
             println!("SERVING");
@@ -123,9 +144,9 @@ mod tests {
                 },
             ));
 
-        assert_eq!(check(&addr, "", TIMEOUT).await.unwrap(), ServingStatus::Serving);
-        assert_eq!(check(&addr, "orgplane.v1.OrgService", TIMEOUT).await.unwrap(), ServingStatus::NotServing);
-        let unknown = check(&addr, "no.such.Service", TIMEOUT).await.unwrap_err();
+        assert_eq!(check(&addr, "", TIMEOUT, None).await.unwrap(), ServingStatus::Serving);
+        assert_eq!(check(&addr, "orgplane.v1.OrgService", TIMEOUT, None).await.unwrap(), ServingStatus::NotServing);
+        let unknown = check(&addr, "no.such.Service", TIMEOUT, None).await.unwrap_err();
         assert!(matches!(unknown, ProbeError::Call { code: tonic::Code::NotFound, .. }), "{unknown}");
 
         let _ = stop.send(());
@@ -137,9 +158,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let closed = check(&addr, "", TIMEOUT).await.unwrap_err();
+        let closed = check(&addr, "", TIMEOUT, None).await.unwrap_err();
         assert!(matches!(closed, ProbeError::Connect { .. }), "{closed}");
-        let bad = check("not an address", "", TIMEOUT).await.unwrap_err();
+        let bad = check("not an address", "", TIMEOUT, None).await.unwrap_err();
         assert!(matches!(bad, ProbeError::BadAddress { .. }), "{bad}");
     }
 
@@ -148,7 +169,7 @@ mod tests {
         // Accepts TCP connections but never speaks HTTP/2.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let err = check(&addr, "", Duration::from_millis(300)).await.unwrap_err();
+        let err = check(&addr, "", Duration::from_millis(300), None).await.unwrap_err();
         assert!(matches!(err, ProbeError::Timeout { timeout_ms: 300, .. } | ProbeError::Call { .. }), "{err}");
         drop(listener);
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use orgplane::cli::{Cli, Command, DevArgs, DevTokenArgs, RestoreArgs};
+use orgplane::cli::{Cli, Command, DevArgs, DevCertsArgs, DevTokenArgs, RestoreArgs};
 use orgplane::{health_probe, k8s};
 use orgplane_node::NodeConfig;
 use orgplane_router::RouterConfig;
@@ -21,6 +21,9 @@ fn main() -> anyhow::Result<ExitCode> {
     if let Command::DevToken(args) = &cli.command {
         // Offline and brief, like restore: the token goes to stdout, nothing else does.
         return Ok(run_dev_token(args));
+    }
+    if let Command::DevCerts(args) = &cli.command {
+        return Ok(run_dev_certs(args));
     }
     if let Command::Restore(args) = &cli.command {
         // Offline and brief: no runtime and no tracing; the outcome goes to stdout or stderr.
@@ -52,7 +55,9 @@ fn main() -> anyhow::Result<ExitCode> {
             runtime.block_on(run_dev(args))?;
             tracing
         }
-        Command::Health(_) | Command::Restore(_) | Command::DevToken(_) => unreachable!("handled above"),
+        Command::Health(_) | Command::Restore(_) | Command::DevToken(_) | Command::DevCerts(_) => {
+            unreachable!("handled above")
+        }
     };
     // Sends the spans still buffered while the runtime still runs the exporter's channel.
     tracing.shutdown();
@@ -85,6 +90,30 @@ fn run_dev_token(args: &DevTokenArgs) -> ExitCode {
     match token {
         Ok(token) => {
             println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes the dev PKI and prints, per file, whose identity it carries.
+fn run_dev_certs(args: &DevCertsArgs) -> ExitCode {
+    let routers: Vec<&str> = args.routers.iter().map(String::as_str).collect();
+    let written =
+        orgplane_auth::dev_pki::generate(&args.out, &args.regions, args.nodes_per_region, &routers).and_then(|pki| {
+            let clients = args.clients.iter().map(|name| orgplane_auth::dev_pki::issue_client(&args.out, name));
+            Ok((pki, clients.collect::<Result<Vec<_>, _>>()?))
+        });
+    match written {
+        Ok((pki, clients)) => {
+            println!("{}  the CA", pki.ca.cert.display());
+            for issued in pki.issued.iter().chain(&clients) {
+                println!("{}  {}", issued.paths.cert.display(), issued.identity);
+            }
+            println!("keys are beside their certificates (.key, mode 0600); keep ca.key to issue more");
             ExitCode::SUCCESS
         }
         Err(e) => {

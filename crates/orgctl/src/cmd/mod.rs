@@ -9,7 +9,7 @@ pub mod member;
 pub mod org;
 pub mod user;
 
-use orgplane_client::{Client, ClientError, ClientOptions};
+use orgplane_client::{Client, ClientError, ClientOptions, TlsOptions};
 
 use crate::cli::{Command, GlobalArgs};
 use crate::error::CommandError;
@@ -20,7 +20,8 @@ pub(crate) const PAGE_SIZE_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
 
 /// Builds the client the global flags describe.
 pub fn client(global: &GlobalArgs) -> Result<Client, ClientError> {
-    let mut options = ClientOptions { bearer_token: global.token.clone(), ..ClientOptions::default() };
+    let mut options =
+        ClientOptions { bearer_token: global.token.clone(), tls: tls_options(global)?, ..ClientOptions::default() };
     if let Some(timeout) = global.timeout {
         // `--timeout` bounds the whole call: one attempt may use all of it, and retries fit
         // in what is left.
@@ -28,6 +29,20 @@ pub fn client(global: &GlobalArgs) -> Result<Client, ClientError> {
         options.total_timeout = timeout;
     }
     Client::with_options(&global.endpoint, options)
+}
+
+/// The TLS files the global flags name, read; None when none is named.
+fn tls_options(global: &GlobalArgs) -> Result<Option<TlsOptions>, ClientError> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| ClientError::InvalidOptions { reason: format!("cannot read {flag} {}: {e}", path.display()) })
+    };
+    let ca_pem = global.ca_file.as_deref().map(|path| read("--ca-file", path)).transpose()?;
+    let identity_pem = match (&global.cert_file, &global.key_file) {
+        (Some(cert), Some(key)) => Some((read("--cert-file", cert)?, read("--key-file", key)?)),
+        _ => None,
+    };
+    Ok((ca_pem.is_some() || identity_pem.is_some()).then_some(TlsOptions { ca_pem, identity_pem }))
 }
 
 /// Runs `command` and returns its answer, ready to print.
