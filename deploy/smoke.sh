@@ -7,9 +7,11 @@
 #    the build is incremental and the import is skipped when nothing changed);
 # 2. starts deploy/compose.yaml as the project orgplane-smoke and waits (at most WAIT_TIMEOUT_S,
 #    default 180 s) until all 12 containers are healthy;
-# 3. with the host's static orgctl (target/x86_64-unknown-linux-gnu/release/orgctl), creates an
-#    org in each region through another region's router, reads each back through a third,
-#    and checks `cluster status`: three regions, each with a leader and three healthy nodes;
+# 3. with the host's static orgctl (target/x86_64-unknown-linux-gnu/release/orgctl), over TLS
+#    (the CA from the `pki` volume) with the platform-admin token the `signing-key` service
+#    printed, creates an org in each region through another region's router, reads each back
+#    through a third, and checks `cluster status`: three regions, each with a leader and three
+#    healthy nodes; a call without a token and a plaintext call are refused;
 # 4. removes the deployment and its volumes (`down -v`), also on failure (--keep: leave it up).
 #
 # Uses `docker compose` (v2) when present, else `docker-compose` (v1, which lacks --wait, so
@@ -29,6 +31,9 @@ ORGCTL="$REPO_ROOT/target/x86_64-unknown-linux-gnu/release/orgctl"
 declare -A ROUTER_PORT=([us]=50051 [eu]=50052 [apac]=50053)
 declare -A CREATE_VIA=([us]=eu [eu]=apac [apac]=us)
 declare -A READ_VIA=([us]=apac [eu]=us [apac]=eu)
+# The long-running services (the one-shot pki and signing-key exit once done).
+SERVICES=(us-1 us-2 us-3 eu-1 eu-2 eu-3 apac-1 apac-2 apac-3 router-us router-eu router-apac)
+WORK="$(mktemp -d)"
 
 die() {
     echo "smoke: FAILED: $*" >&2
@@ -90,6 +95,7 @@ cleanup() {
         say "removing the deployment and its volumes"
         timeout 120 "${COMPOSE[@]}" down -v --timeout 10 >/dev/null 2>&1 || say "down -v failed: remove project $PROJECT by hand"
     fi
+    rm -rf "$WORK"
     exit "$status"
 }
 trap cleanup EXIT
@@ -102,7 +108,7 @@ if [[ $COMPOSE_V2 -eq 1 ]]; then
 else
     timeout 120 "${COMPOSE[@]}" up -d || die "compose up failed"
     while :; do
-        mapfile -t ids < <("${COMPOSE[@]}" ps -q)
+        mapfile -t ids < <("${COMPOSE[@]}" ps -q "${SERVICES[@]}")
         [[ ${#ids[@]} -eq 12 ]] || die "expected 12 containers, compose started ${#ids[@]}"
         unhealthy="$(docker inspect --format '{{.Name}} {{.State.Health.Status}}' "${ids[@]}" | grep -v ' healthy$' || true)"
         [[ -z "$unhealthy" ]] && break
@@ -114,11 +120,29 @@ else
 fi
 say "12 containers healthy after $((SECONDS - started))s"
 
+# The CA (mutual TLS inside, TLS to the routers) and a platform-admin token, from the one-shot
+# services' volume and output.
+docker cp "$("${COMPOSE[@]}" ps -q pki):/var/lib/orgplane/ca.pem" "$WORK/ca.pem" >/dev/null \
+    || die "cannot copy ca.pem out of the pki volume"
+TOKEN="$(docker logs "$("${COMPOSE[@]}" ps -q signing-key)" 2>/dev/null | tail -n 1)"
+[[ "$TOKEN" == *.*.* ]] || die "the signing-key service printed no token"
+
 orgctl() {
     local via=$1
     shift
-    timeout "$CALL_TIMEOUT_S" "$ORGCTL" --endpoint "127.0.0.1:${ROUTER_PORT[$via]}" --output json "$@"
+    timeout "$CALL_TIMEOUT_S" "$ORGCTL" --endpoint "127.0.0.1:${ROUTER_PORT[$via]}" --ca-file "$WORK/ca.pem" \
+        --token "$TOKEN" --output json "$@"
 }
+
+# Refused: no token (UNAUTHENTICATED), and plaintext to a TLS router.
+if out="$(timeout "$CALL_TIMEOUT_S" "$ORGCTL" --endpoint 127.0.0.1:50051 --ca-file "$WORK/ca.pem" org list --region eu 2>&1)"; then
+    die "a call without a token was served: $out"
+fi
+[[ "$out" == *UNAUTHENTICATED* ]] || die "a call without a token failed otherwise: $out"
+if out="$(timeout "$CALL_TIMEOUT_S" "$ORGCTL" --endpoint 127.0.0.1:50051 --token "$TOKEN" --timeout 5 org list --region eu 2>&1)"; then
+    die "a plaintext call was served: $out"
+fi
+say "refused: a call without a token, and a plaintext call"
 
 # 3. An org in each region, created through another region's router and read through a third.
 for region in us eu apac; do
@@ -142,6 +166,11 @@ say "cluster status: $(jq -c '[.regions[] | {region, leader_id, term}]' <<<"$sta
 
 # Nothing runs as root (the nodes wrote to their volumes, so the volumes are theirs).
 mapfile -t ids < <("${COMPOSE[@]}" ps -q)
+[[ ${#ids[@]} -eq 14 ]] || die "expected 14 containers (12 and the two one-shots), found ${#ids[@]}"
+for oneshot in pki signing-key; do
+    code="$(docker inspect --format '{{.State.ExitCode}}' "$("${COMPOSE[@]}" ps -q "$oneshot")")"
+    [[ "$code" == 0 ]] || die "$oneshot exited with $code"
+done
 users="$(docker inspect --format '{{.Config.User}}' "${ids[@]}" | sort -u)"
 [[ "$users" == "10001:10001" ]] || die "containers run as: $users"
 say "PASSED"

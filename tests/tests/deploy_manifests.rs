@@ -203,27 +203,57 @@ fn compose_runs_three_regions_of_three_nodes_and_a_router_per_region() {
     let mut routers: Vec<(String, RouterConfig)> = Vec::new();
     let mut used_volumes = BTreeSet::new();
     let mut host_ports = BTreeSet::new();
+    let mut pki_out = None;
+    let mut cert_routers = Vec::new();
     for name in mapping_keys(compose, "services") {
         let service = &compose["services"][name.as_str()];
         let context = format!("compose service {name}");
         assert_eq!(text(service, "image"), IMAGE, "{context}");
-        assert_eq!(text(service, "restart"), "unless-stopped", "{context}");
         assert_eq!(text(service, "hostname"), name, "{context}: hostname differs from the service name");
         for network in strings(service, "networks") {
             assert!(networks.contains(&network), "{context}: network {network} is not declared");
         }
         assert_eq!(strings(service, "networks").len(), 1, "{context}: one user-defined network");
         let argv = strings(service, "command");
+        let mounts = strings(service, "volumes");
+        let command = parse_orgplane(&argv, &context);
+        if let Command::DevCerts(args) = &command {
+            // The one-shot that writes the PKI into the `pki` volume.
+            assert_eq!(text(service, "restart"), "no", "{context}: runs once");
+            assert_eq!(mounts, [format!("{PKI_VOLUME}:{}", args.out.display())], "{context}: writes into {PKI_VOLUME}");
+            assert_eq!(args.regions, Region::ALL.to_vec(), "{context}: regions");
+            assert_eq!(args.nodes_per_region, 3, "{context}: nodes per region");
+            cert_routers = args.routers.clone();
+            pki_out = Some(args.out.clone());
+            continue;
+        }
+        if let Command::DevToken(args) = &command {
+            assert_eq!(text(service, "restart"), "no", "{context}: runs once");
+            assert_eq!(mounts, [format!("{PKI_VOLUME}:{}", args.data_dir.display())], "{context}: writes into {PKI_VOLUME}");
+            continue;
+        }
+        assert_eq!(text(service, "restart"), "unless-stopped", "{context}");
         let health = strings(service, "healthcheck.test");
         assert_eq!(health.first().map(String::as_str), Some("CMD"), "{context}: the image has no shell: use CMD");
+        // Every serving process reads the PKI (and the token key) read-only from the same volume.
+        let pki_mount = format!("{PKI_VOLUME}:{PKI_DIR}:ro");
+        assert!(mounts.contains(&pki_mount), "{context}: mounts {pki_mount}");
+        let data_mounts: Vec<&String> = mounts.iter().filter(|m| **m != pki_mount).collect();
 
-        match parse_orgplane(&argv, &context) {
+        match command {
             command @ Command::Node(_) => {
                 let config = node_config(command, None, &context);
                 check_health_command(&health[1..], config.listen.port(), &context);
-                let mounts = strings(service, "volumes");
-                assert_eq!(mounts.len(), 1, "{context}: one volume, for the data dir");
-                let (volume, target) = mounts[0].split_once(':').unwrap_or_else(|| panic!("{context}: {}", mounts[0]));
+                check_tls_and_auth(
+                    config.tls.as_ref(),
+                    config.auth.as_ref(),
+                    &format!("node-{}-{}", config.region, config.node_id),
+                    &health,
+                    &context,
+                );
+                assert_eq!(data_mounts.len(), 1, "{context}: one volume, for the data dir");
+                let (volume, target) =
+                    data_mounts[0].split_once(':').unwrap_or_else(|| panic!("{context}: {}", data_mounts[0]));
                 assert!(volumes.contains(&volume.to_string()), "{context}: volume {volume} is not a named volume");
                 assert_eq!(Path::new(target), config.data_dir, "{context}: the volume is not at the data dir");
                 assert!(used_volumes.insert(volume.to_string()), "{context}: volume {volume} is shared");
@@ -232,6 +262,8 @@ fn compose_runs_three_regions_of_three_nodes_and_a_router_per_region() {
             command @ Command::Router(_) => {
                 let config = router_config(command, &context);
                 check_health_command(&health[1..], config.listen.port(), &context);
+                check_tls_and_auth(config.tls.as_ref(), config.auth.as_ref(), &format!("router-{name}"), &health, &context);
+                assert!(data_mounts.is_empty(), "{context}: a router keeps no data");
                 let ports = strings(service, "ports");
                 assert_eq!(ports.len(), 1, "{context}: one published port");
                 let parts: Vec<&str> = ports[0].split(':').collect();
@@ -248,6 +280,9 @@ fn compose_runs_three_regions_of_three_nodes_and_a_router_per_region() {
             other => panic!("{context}: runs {other:?}"),
         }
     }
+    assert!(pki_out.is_some(), "a one-shot service runs `orgplane dev-certs`");
+    let router_names: Vec<String> = routers.iter().map(|(name, _)| name.clone()).collect();
+    assert_eq!(cert_routers, router_names, "dev-certs makes a certificate for each router service");
     assert_eq!(nodes.len(), 9, "nodes");
     assert_eq!(routers.len(), 3, "routers");
     assert_eq!(host_ports, BTreeSet::from(["50051".into(), "50052".into(), "50053".into()]));
@@ -274,6 +309,34 @@ fn compose_runs_three_regions_of_three_nodes_and_a_router_per_region() {
             assert_eq!(endpoints, region_endpoints[&region], "{name}: --region {region}");
         }
     }
+}
+
+/// The named volume holding the PKI and the token-signing key, and where serving processes
+/// mount it.
+const PKI_VOLUME: &str = "pki";
+const PKI_DIR: &str = "/etc/orgplane/pki";
+
+/// A serving process in compose: mutual TLS with its own certificate (`stem`.pem/.key) and the
+/// CA from the PKI volume, tokens verified with the dev key's public half there, and a health
+/// check that trusts the same CA.
+fn check_tls_and_auth(
+    tls: Option<&orgplane_auth::TlsConfig>,
+    auth: Option<&orgplane_auth::AuthConfig>,
+    stem: &str,
+    health: &[String],
+    context: &str,
+) {
+    let tls = tls.unwrap_or_else(|| panic!("{context}: no [tls]"));
+    let pki = Path::new(PKI_DIR);
+    assert_eq!(tls.ca_file, pki.join("ca.pem"), "{context}: CA");
+    assert_eq!(tls.cert_file, pki.join(format!("{stem}.pem")), "{context}: certificate");
+    assert_eq!(tls.key_file, pki.join(format!("{stem}.key")), "{context}: key");
+    let auth = auth.unwrap_or_else(|| panic!("{context}: no [auth]"));
+    assert_eq!(auth.key_file, pki.join("auth").join(orgplane_auth::dev_key::PUBLIC_KEY_FILE), "{context}: token key");
+    assert_eq!(auth.issuer, orgplane_auth::dev_key::DEV_ISSUER, "{context}: issuer");
+    assert_eq!(auth.audience, orgplane_auth::dev_key::DEV_AUDIENCE, "{context}: audience");
+    let Command::Health(probe) = parse_orgplane(&health[1..], context) else { panic!("{context}: not a health check") };
+    assert_eq!(probe.tls_ca_file.as_deref(), Some(tls.ca_file.as_path()), "{context}: the health check trusts the CA");
 }
 
 // ---- config templates

@@ -124,6 +124,19 @@ pub struct ServingArgs {
     /// required (the process refuses to start with neither).
     #[arg(long, env = "ORGPLANE_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+    /// Bearer tokens: the issuer's public key file (PEM; `[auth] key-file`). With
+    /// --auth-issuer and --auth-audience (and --auth-algorithm), sets the `[auth]` table's keys.
+    #[arg(long, env = "ORGPLANE_AUTH_KEY_FILE", value_name = "FILE")]
+    pub auth_key_file: Option<PathBuf>,
+    /// Bearer tokens: the only accepted `iss`.
+    #[arg(long, env = "ORGPLANE_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// Bearer tokens: the accepted `aud`.
+    #[arg(long, env = "ORGPLANE_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+    /// Bearer tokens: EdDSA or RS256 (HS256 needs `allow-hs256` in the config file).
+    #[arg(long, env = "ORGPLANE_AUTH_ALGORITHM")]
+    pub auth_algorithm: Option<String>,
     /// Mutual TLS: the deployment's CA certificate (PEM); with --tls-cert-file and
     /// --tls-key-file, sets the `[tls]` table's keys.
     #[arg(long, env = "ORGPLANE_TLS_CA_FILE", value_name = "FILE")]
@@ -144,15 +157,39 @@ impl ServingArgs {
         if self.allow_unauthenticated {
             table.insert("allow-unauthenticated".into(), toml::Value::Boolean(true));
         }
-        let tls_flags =
-            [("ca-file", self.tls_ca_file), ("cert-file", self.tls_cert_file), ("key-file", self.tls_key_file)];
-        if tls_flags.iter().any(|(_, path)| path.is_some()) {
-            let tls = table.entry("tls").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(tls) = tls {
-                for (key, path) in tls_flags {
-                    config_file::set(tls, key, path.map(|p| p.display().to_string()));
-                }
-            }
+        let path_text = |path: Option<PathBuf>| path.map(|p| p.display().to_string());
+        set_in_table(
+            table,
+            "auth",
+            [
+                ("key-file", path_text(self.auth_key_file)),
+                ("issuer", self.auth_issuer),
+                ("audience", self.auth_audience),
+                ("algorithm", self.auth_algorithm),
+            ],
+        );
+        set_in_table(
+            table,
+            "tls",
+            [
+                ("ca-file", path_text(self.tls_ca_file)),
+                ("cert-file", path_text(self.tls_cert_file)),
+                ("key-file", path_text(self.tls_key_file)),
+            ],
+        );
+    }
+}
+
+/// Sets the given keys of the sub-table `name` (made if missing), leaving its other keys as the
+/// config file has them.
+fn set_in_table<const N: usize>(table: &mut toml::Table, name: &str, values: [(&str, Option<String>); N]) {
+    if values.iter().all(|(_, value)| value.is_none()) {
+        return;
+    }
+    let sub = table.entry(name).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(sub) = sub {
+        for (key, value) in values {
+            config_file::set(sub, key, value);
         }
     }
 }
@@ -436,6 +473,20 @@ mod tests {
             panic!()
         };
         assert!(args.into_config().unwrap().allow_unauthenticated);
+    }
+
+    #[test]
+    fn auth_and_tls_flags_fill_their_tables() {
+        let node = format!("{NODE} --node-id 1 --auth-key-file /k.pem --auth-issuer iss --auth-audience aud --auth-algorithm EdDSA --tls-ca-file /ca.pem --tls-cert-file /c.pem --tls-key-file /c.key");
+        let config = node_args(&node).into_config(no_hostname).unwrap();
+        let auth = config.auth.expect("[auth] from flags");
+        assert_eq!((auth.issuer.as_str(), auth.audience.as_str()), ("iss", "aud"));
+        assert_eq!(auth.key_file, PathBuf::from("/k.pem"));
+        let tls = config.tls.expect("[tls] from flags");
+        assert_eq!((tls.ca_file, tls.cert_file, tls.key_file), ("/ca.pem".into(), "/c.pem".into(), "/c.key".into()));
+        // Half an [auth] table is refused, naming what is missing.
+        let err = node_args(&format!("{NODE} --node-id 1 --auth-issuer iss")).into_config(no_hostname).unwrap_err();
+        assert!(err.to_string().contains("missing field"), "{err}");
     }
 
     #[test]
