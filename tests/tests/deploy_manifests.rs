@@ -229,7 +229,11 @@ fn compose_runs_three_regions_of_three_nodes_and_a_router_per_region() {
         }
         if let Command::DevToken(args) = &command {
             assert_eq!(text(service, "restart"), "no", "{context}: runs once");
-            assert_eq!(mounts, [format!("{PKI_VOLUME}:{}", args.data_dir.display())], "{context}: writes into {PKI_VOLUME}");
+            assert_eq!(
+                mounts,
+                [format!("{PKI_VOLUME}:{}", args.data_dir.display())],
+                "{context}: writes into {PKI_VOLUME}"
+            );
             continue;
         }
         assert_eq!(text(service, "restart"), "unless-stopped", "{context}");
@@ -262,7 +266,13 @@ fn compose_runs_three_regions_of_three_nodes_and_a_router_per_region() {
             command @ Command::Router(_) => {
                 let config = router_config(command, &context);
                 check_health_command(&health[1..], config.listen.port(), &context);
-                check_tls_and_auth(config.tls.as_ref(), config.auth.as_ref(), &format!("router-{name}"), &health, &context);
+                check_tls_and_auth(
+                    config.tls.as_ref(),
+                    config.auth.as_ref(),
+                    &format!("router-{name}"),
+                    &health,
+                    &context,
+                );
                 assert!(data_mounts.is_empty(), "{context}: a router keeps no data");
                 let ports = strings(service, "ports");
                 assert_eq!(ports.len(), 1, "{context}: one published port");

@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use orgplane_model::Region;
 
 use crate::cli::{
-    default_conns, Cli, ClientCounts, Command, LoadArgs, OutputFormat, RegionArgs, RouterOverheadArgs, RunArgs,
-    WorkloadName,
+    default_conns, Cli, ClientCounts, Command, LoadArgs, MtlsArgs, OutputFormat, RegionArgs, RouterOverheadArgs,
+    RunArgs, WorkloadName,
 };
 use crate::cpu;
 use crate::fixtures::{self, FixtureNeeds};
@@ -41,6 +41,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RouterOverhead(args) => {
             let load = args.load.clone();
             (router_overhead(args).await?, load)
+        }
+        Command::Mtls(args) => {
+            let load = args.load.clone();
+            (mtls(args).await?, load)
         }
     };
     emit(&load, &report, &report.to_table(), &report.to_json())
@@ -191,6 +195,48 @@ async fn router_overhead(args: RouterOverheadArgs) -> anyhow::Result<BenchReport
     target.shutdown().await;
     let (runs, ratios) = result?;
     Ok(new_report("router-overhead", &args.load, runs, ratios))
+}
+
+/// `mtls`: the same writes (create-members) and linearizable reads (get-org) on an embedded
+/// region in plaintext, then on one speaking mutual TLS (peers and clients), at each client count;
+/// ratios mTLS / plaintext.
+async fn mtls(args: MtlsArgs) -> anyhow::Result<BenchReport> {
+    let counts = client_counts(&args.load, &[64])?;
+    let mut runs = Vec::new();
+    for mtls in [false, true] {
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let target = Target::embedded_region_with(Region::Us, mtls).await?;
+        let result: anyhow::Result<Vec<RunReport>> = async {
+            target.wait_ready(args.load.request_timeout.0, deadline).await?;
+            let mut runs = Vec::new();
+            for (name, op) in
+                [(WorkloadName::CreateMembers, OpKind::CreateMember), (WorkloadName::GetOrg, OpKind::GetOrg)]
+            {
+                let workload =
+                    prepare(Mix::single(op), &target, &target.endpoints, Region::Us, &counts, &args.load, deadline)
+                        .await?;
+                for clients in &counts {
+                    runs.push(
+                        measure(&workload, name.as_str(), &target.label, &target.endpoints, *clients, &args.load)
+                            .await?,
+                    );
+                }
+            }
+            Ok(runs)
+        }
+        .await;
+        target.shutdown().await;
+        runs.push(result?);
+    }
+    let [plain, tls] = <[Vec<RunReport>; 2]>::try_from(runs).expect("two targets");
+    let ratios = plain
+        .iter()
+        .zip(&tls)
+        .map(|(plain, tls)| {
+            Ratio::of(format!("mTLS / plaintext, {}, {}", plain.name, clients_label(plain.clients)), tls, plain)
+        })
+        .collect();
+    Ok(new_report("mtls", &args.load, plain.into_iter().chain(tls).collect(), ratios))
 }
 
 /// Creates the fixtures `mix` needs through the target's first endpoint and wraps them in a

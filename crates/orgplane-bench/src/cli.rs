@@ -32,6 +32,10 @@ pub enum Command {
     /// Linearizable get-org against the same orgs, directly on the owning region's nodes and
     /// then through the router, on the embedded dev deployment; prints router / direct ratios.
     RouterOverhead(RouterOverheadArgs),
+    /// The cost of mutual TLS: create-members and linearizable get-org on an embedded 3-node
+    /// region in plaintext, then on one whose nodes, and the bench's clients, speak mutual TLS;
+    /// prints mTLS / plaintext ratios.
+    Mtls(MtlsArgs),
     /// Growth with size: a 3-node region of `orgplane node` processes preloaded to a checkpoint
     /// and then to the full size; latency at each, node RSS, disk bytes, restart and catch-up.
     Growth(crate::growth::GrowthArgs),
@@ -96,6 +100,13 @@ pub struct RouterOverheadArgs {
     /// The region whose orgs are read.
     #[arg(long, default_value = "us")]
     pub region: Region,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// `mtls`: plaintext versus mutual TLS.
+#[derive(Debug, Args)]
+pub struct MtlsArgs {
     #[command(flatten)]
     pub load: LoadArgs,
 }

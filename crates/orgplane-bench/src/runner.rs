@@ -4,13 +4,13 @@
 //! after the end, so a run lasts at most warmup + duration + one request timeout.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::cpu::{CpuSample, CpuUsage};
 use crate::workload::{Failure, OpKind, Workload};
@@ -124,10 +124,25 @@ pub async fn connect(endpoints: &[String], conns: usize, request_timeout: Durati
     Ok(channels)
 }
 
-/// Opens one channel to `host:port`.
+/// How this process's clients speak TLS to `https://` endpoints: the CA they trust and the
+/// certificate they show. Set once, by the target that serves TLS (the `mtls` preset).
+static CLIENT_TLS: OnceLock<ClientTlsConfig> = OnceLock::new();
+
+/// Makes `https://` endpoints use `tls`. Once per process; a second call changes nothing.
+pub fn set_client_tls(tls: ClientTlsConfig) {
+    let _ = CLIENT_TLS.set(tls);
+}
+
+/// Opens one channel to `host:port` (plaintext), or to `https://host:port` with the client TLS
+/// settings of [`set_client_tls`].
 pub async fn connect_one(endpoint: &str, request_timeout: Duration) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(format!("http://{endpoint}"))
-        .with_context(|| format!("{endpoint} is not a valid endpoint"))?
+    let uri = if endpoint.starts_with("https://") { endpoint.to_string() } else { format!("http://{endpoint}") };
+    let mut channel = Endpoint::from_shared(uri).with_context(|| format!("{endpoint} is not a valid endpoint"))?;
+    if endpoint.starts_with("https://") {
+        let tls = CLIENT_TLS.get().with_context(|| format!("{endpoint}: no client TLS settings"))?;
+        channel = channel.tls_config(tls.clone()).with_context(|| format!("{endpoint}: TLS settings"))?;
+    }
+    channel
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5))
         .timeout(request_timeout)

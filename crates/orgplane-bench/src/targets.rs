@@ -16,12 +16,16 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::runner::connect_one;
 use crate::workload::code_name;
 
 /// Nodes of an embedded region.
 const EMBEDDED_NODES: u64 = 3;
+
+/// The client name of the bench's certificate, admitted by an mTLS region's nodes.
+const BENCH_CLIENT: &str = "bench";
 
 /// How long an external deployment may take to answer its first status request.
 const EXTERNAL_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,7 +81,25 @@ impl Target {
 
     /// A 3-node region started in this process; clients are spread over its nodes.
     pub async fn embedded_region(region: Region) -> anyhow::Result<Target> {
+        Target::embedded_region_with(region, false).await
+    }
+
+    /// [`Target::embedded_region`], with `mtls`: its nodes speak mutual TLS with each other and
+    /// with the bench's clients (a dev PKI in the temporary directory; the clients' certificate
+    /// is an allowed client's), and its endpoints are `https://`.
+    pub async fn embedded_region_with(region: Region, mtls: bool) -> anyhow::Result<Target> {
         let dir = tempfile::Builder::new().prefix("orgplane-bench-").tempdir().context("cannot create a temp dir")?;
+        let pki = dir.path().join("pki");
+        if mtls {
+            orgplane_auth::dev_pki::generate(&pki, &[region], EMBEDDED_NODES, &[]).context("dev PKI")?;
+            let client = orgplane_auth::dev_pki::issue_client(&pki, BENCH_CLIENT).context("client certificate")?;
+            let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("{}", path.display()));
+            let ca = read(&orgplane_auth::dev_pki::ca_paths(&pki).cert)?;
+            let identity = Identity::from_pem(read(&client.paths.cert)?, read(&client.paths.key)?);
+            crate::runner::set_client_tls(
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).identity(identity),
+            );
+        }
         let mut listeners = Vec::new();
         let mut peers = BTreeMap::new();
         for node_id in 1..=EMBEDDED_NODES {
@@ -96,6 +118,15 @@ impl Target {
             );
             // Embedded deployments measure the data path, without authentication.
             config.allow_unauthenticated = true;
+            if mtls {
+                let paths = orgplane_auth::dev_pki::node_paths(&pki, region, node_id);
+                config.tls = Some(orgplane_auth::TlsConfig {
+                    ca_file: orgplane_auth::dev_pki::ca_paths(&pki).cert,
+                    cert_file: paths.cert,
+                    key_file: paths.key,
+                    allowed_clients: vec![BENCH_CLIENT.to_string()],
+                });
+            }
             let node = Node::start(config).await.with_context(|| format!("node {node_id} did not start"))?;
             let (stop, mut stopped) = watch::channel(false);
             let shutdown = async move {
@@ -108,9 +139,10 @@ impl Target {
             });
             nodes.push(EmbeddedNode { stop, task });
         }
-        let endpoints: Vec<String> = peers.into_values().collect();
+        let scheme = if mtls { "https://" } else { "" };
+        let endpoints: Vec<String> = peers.into_values().map(|addr| format!("{scheme}{addr}")).collect();
         Ok(Target {
-            label: format!("embedded-region {region} ({EMBEDDED_NODES} nodes)"),
+            label: format!("embedded-region {region} ({EMBEDDED_NODES} nodes{})", if mtls { ", mTLS" } else { "" }),
             endpoints: endpoints.clone(),
             regions: vec![region],
             region_endpoints: BTreeMap::from([(region, endpoints)]),
