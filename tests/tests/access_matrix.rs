@@ -279,7 +279,7 @@ fn access(rpc: Rpc, org: &OrgId) -> Option<Access> {
         Rpc::ListPhoneNumbers => return Some(QueryKind::ListPhoneNumbers.access()),
         Rpc::ListAuditEvents => return Some(QueryKind::ListAuditEvents.access()),
         Rpc::CreateOrg => Op::CreateOrg { id, name: s() },
-        Rpc::UpdateOrg => Op::UpdateOrg { id, name: s(), expected_version: None },
+        Rpc::UpdateOrg => Op::UpdateOrg { id, name: Some(s()), allowed_import_regions: None, expected_version: None },
         Rpc::DeleteOrg => Op::DeleteOrg { id, expected_version: None },
         Rpc::AddMember => Op::AddMember { org_id, user_id: s(), role: Role::Viewer },
         Rpc::SetMemberRole => Op::SetMemberRole { org_id, user_id: s(), role: Role::Viewer },
