@@ -247,25 +247,52 @@ pub fn app_definition(text: &str) -> Result<String, DomainError> {
     Ok(canonical)
 }
 
-/// An app's slots: at most 64, each named like an integration (`a-z`, `0-9`, `-`, `_`, `.`).
+/// A slot name: 1 to 64 characters of `a-z`, `0-9`, `-`, `_` (the app archive's rule, so
+/// every app can be exported).
+pub fn slot_name(name: &str) -> Result<(), DomainError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(invalid("slot", format!("{name:?} must be 1 to 64 characters of a-z, 0-9, '-' and '_'")));
+    }
+    Ok(())
+}
+
+/// An app's slots: at most 64, each with a valid [`slot_name`].
 pub fn app_slots<'a>(names: impl ExactSizeIterator<Item = &'a String>) -> Result<(), DomainError> {
     if names.len() > APP_MAX_SLOTS {
         return Err(invalid("slots", format!("must be at most {APP_MAX_SLOTS}")));
     }
     for name in names {
-        resource_name("slot", name)?;
+        slot_name(name)?;
     }
     Ok(())
 }
 
-/// An app's assets: at most 32, named like slots (optionally with a dot-separated extension,
-/// never a path), holding at most 256 KiB together.
+/// An asset name: a relative path of 1 to 255 bytes, segments of ASCII letters, digits, `-`,
+/// `_` and `.`, none empty, `.` or `..`.
+pub fn asset_name(name: &str) -> Result<(), DomainError> {
+    let ok = (1..=255).contains(&name.len())
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if !ok {
+        return Err(invalid("assets", format!("name {name:?} must be a relative path of letters, digits, '-', '_', '.'")));
+    }
+    Ok(())
+}
+
+/// An app's assets: at most 32, each with a valid [`asset_name`], holding at most 256 KiB
+/// together.
 pub fn app_assets(assets: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<(), DomainError> {
     if assets.len() > APP_MAX_ASSETS {
         return Err(invalid("assets", format!("must be at most {APP_MAX_ASSETS}")));
     }
     for name in assets.keys() {
-        resource_name("assets", name)?;
+        asset_name(name)?;
     }
     let total: usize = assets.values().map(Vec::len).sum();
     if total > APP_ASSETS_MAX_BYTES {

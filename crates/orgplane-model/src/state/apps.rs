@@ -233,7 +233,7 @@ fn require_app(state: &impl StateRead, org_id: &OrgId, app_id: &AppId) -> Result
 }
 
 fn require_slot<'a>(app: &'a App, slot: &str) -> Result<&'a Slot, DomainError> {
-    validate::resource_name("slot", slot)?;
+    validate::slot_name(slot)?;
     app.slots.get(slot).ok_or_else(|| DomainError::not_found("slot", format!("{slot} of app {}", app.id)))
 }
 
