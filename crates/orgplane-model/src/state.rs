@@ -337,7 +337,7 @@ fn apply_op(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandOutcome
         }
         Op::UnbindAppSlot { org_id, app_id, slot } => apps::unbind_slot(state, &ctx, org_id, app_id, slot),
         Op::PublishApp { org_id, app_id, expected_version } => {
-            apps::publish_app(state, &ctx, org_id, app_id, *expected_version)
+            apps::publish_app(state, org_id, app_id, *expected_version)
         }
         Op::ImportApp { org_id, app_id, name, definition, assets, slots, source_org_id: _, source_region } => {
             let new = apps::NewApp { org_id, app_id, name, definition, assets, slots };

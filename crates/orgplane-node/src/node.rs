@@ -11,6 +11,7 @@ use openraft::{BasicNode, SnapshotPolicy};
 use orgplane_auth::Authenticator;
 use orgplane_proto::raft_v1::raft_service_server::RaftServiceServer;
 use orgplane_proto::v1::access_service_server::AccessServiceServer;
+use orgplane_proto::v1::app_service_server::AppServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
@@ -23,6 +24,7 @@ use tonic_health::ServingStatus;
 use tracing::Instrument;
 
 use crate::access_service::AccessServiceImpl;
+use crate::app_service::AppServiceImpl;
 use crate::admin_service::AdminServiceImpl;
 use crate::cluster_service::ClusterServiceImpl;
 use crate::config::{ConfigError, NodeConfig};
@@ -162,7 +164,7 @@ impl Node {
             .build_v1()
             .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
 
-        // Org, Access and Admin calls are authenticated; health, reflection, the peer Raft service and
+        // Org, Access, App and Admin calls are authenticated; health, reflection, the peer Raft service and
         // ClusterService are not: the router's own status probes carry no caller, and a
         // node's status holds no org data (peers get identified by certificate instead).
         let org = OrgServiceServer::new(OrgServiceImpl::new(core.clone()))
@@ -173,6 +175,10 @@ impl Node {
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let access = InterceptedService::new(access, self.authenticator.clone());
+        let apps = AppServiceServer::new(AppServiceImpl::new(core.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let apps = InterceptedService::new(apps, self.authenticator.clone());
         let cluster = ClusterServiceServer::new(ClusterServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
@@ -205,6 +211,7 @@ impl Node {
             .add_service(reflection)
             .add_service(org)
             .add_service(access)
+            .add_service(apps)
             .add_service(cluster)
             .add_service(admin)
             .add_service(peer)

@@ -181,7 +181,6 @@ pub(super) fn unbind_slot(
 
 pub(super) fn publish_app(
     state: &mut impl StateWrite,
-    ctx: &Ctx,
     org_id: &OrgId,
     app_id: &AppId,
     expected_version: Option<u64>,
@@ -211,8 +210,9 @@ pub(super) fn publish_app(
         ))
         .into());
     }
+    // Neither the version nor the update time changes: publishing changes no content, and an
+    // export of the version stays byte for byte the same.
     app.published_version = Some(app.version);
-    app.updated_at_ms = ctx.now_ms;
     state.put(keys::app(org_id, app_id), encode(&app));
     Ok(CommandOutcome::App(app))
 }
