@@ -85,9 +85,17 @@ impl Client {
     }
 
     /// One app, with its definition and assets.
-    pub async fn get_app(&self, org: impl OrgRef, app_id: &str, consistency: Consistency) -> Result<v1::App, ClientError> {
-        let message =
-            v1::GetAppRequest { org_id: org.org_id_text(), app_id: app_id.to_string(), consistency: consistency.to_wire() };
+    pub async fn get_app(
+        &self,
+        org: impl OrgRef,
+        app_id: &str,
+        consistency: Consistency,
+    ) -> Result<v1::App, ClientError> {
+        let message = v1::GetAppRequest {
+            org_id: org.org_id_text(),
+            app_id: app_id.to_string(),
+            consistency: consistency.to_wire(),
+        };
         let response = self.read_apps("get_app", message, |mut c, r| async move { c.get_app(r).await }).await?;
         required("get_app", "app", response.app)
     }
@@ -125,13 +133,19 @@ impl Client {
             expected_version,
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write_apps("update_app", &request_id, message, |mut c, r| async move { c.update_app(r).await }).await?;
+        let response = self
+            .write_apps("update_app", &request_id, message, |mut c, r| async move { c.update_app(r).await })
+            .await?;
         required("update_app", "app", response.app)
     }
 
     /// Deletes an app (and its bindings).
-    pub async fn delete_app(&self, org: impl OrgRef, app_id: &str, expected_version: Option<u64>) -> Result<(), ClientError> {
+    pub async fn delete_app(
+        &self,
+        org: impl OrgRef,
+        app_id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), ClientError> {
         let request_id = RequestId::generate();
         let message = v1::DeleteAppRequest {
             org_id: org.org_id_text(),
@@ -190,8 +204,9 @@ impl Client {
             expected_version: None,
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write_apps("publish_app", &request_id, message, |mut c, r| async move { c.publish_app(r).await }).await?;
+        let response = self
+            .write_apps("publish_app", &request_id, message, |mut c, r| async move { c.publish_app(r).await })
+            .await?;
         required("publish_app", "app", response.app)
     }
 
@@ -234,7 +249,11 @@ impl Client {
             if written > header.size {
                 return Err(malformed(RPC, "more bytes than the header announced"));
             }
-            out.write_all(&data).map_err(|source| ClientError::Io { rpc: RPC, context: "writing the archive", source })?;
+            out.write_all(&data).map_err(|source| ClientError::Io {
+                rpc: RPC,
+                context: "writing the archive",
+                source,
+            })?;
             if let Some(progress) = &progress {
                 progress(written, header.size);
             }
@@ -268,10 +287,11 @@ impl Client {
     ) -> Result<v1::ImportAppResponse, ClientError> {
         const RPC: &str = "import_app";
         let mut bytes = Vec::new();
-        archive
-            .take(IMPORT_MAX_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|source| ClientError::Io { rpc: RPC, context: "reading the archive", source })?;
+        archive.take(IMPORT_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(|source| ClientError::Io {
+            rpc: RPC,
+            context: "reading the archive",
+            source,
+        })?;
         if bytes.len() as u64 > IMPORT_MAX_BYTES {
             let source = std::io::Error::other(format!("the archive is over {IMPORT_MAX_BYTES} bytes"));
             return Err(ClientError::Io { rpc: RPC, context: "reading the archive", source });
@@ -301,9 +321,15 @@ impl Client {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let apps = &self.apps;
-        call_with_retries(&self.options, &self.endpoint, rpc, CallKind::Write, Some(request_id.as_str()), message, |r| {
-            send(apps.clone(), r)
-        })
+        call_with_retries(
+            &self.options,
+            &self.endpoint,
+            rpc,
+            CallKind::Write,
+            Some(request_id.as_str()),
+            message,
+            |r| send(apps.clone(), r),
+        )
         .await
     }
 

@@ -198,16 +198,30 @@ impl Client {
         regions: &[Region],
         expected_version: Option<u64>,
     ) -> Result<v1::Org, ClientError> {
-        let request_id = RequestId::generate();
+        self.update_org_with_import_regions(org, None, regions, expected_version, &RequestId::generate()).await
+    }
+
+    /// Replaces the residency policy (see [`Client::set_allowed_import_regions`]) and, when
+    /// `name` is given, renames the org in the same write.
+    pub async fn update_org_with_import_regions(
+        &self,
+        org: impl OrgRef,
+        name: Option<&str>,
+        regions: &[Region],
+        expected_version: Option<u64>,
+        request_id: &RequestId,
+    ) -> Result<v1::Org, ClientError> {
         let message = v1::UpdateOrgRequest {
             org_id: org.org_id_text(),
-            name: String::new(),
+            name: name.unwrap_or_default().to_string(),
             expected_version,
             request_id: request_id.to_string(),
-            allowed_import_regions: Some(v1::ImportRegions { regions: regions.iter().map(ToString::to_string).collect() }),
+            allowed_import_regions: Some(v1::ImportRegions {
+                regions: regions.iter().map(ToString::to_string).collect(),
+            }),
         };
-        let response = self
-            .write("update_org", &request_id, message, |mut client, request| async move {
+        let response =
+            self.write("update_org", request_id, message, |mut client, request| async move {
                 client.update_org(request).await
             })
             .await?;

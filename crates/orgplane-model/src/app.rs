@@ -98,7 +98,9 @@ impl FromStr for ResourceKind {
             Some(kind) => {
                 crate::validate::resource_name("kind", kind).map_err(|_| DomainError::InvalidArgument {
                     field: "kind".into(),
-                    reason: format!("{s:?}: the integration kind must be 1 to 64 characters of a-z, 0-9, '-', '_', '.'"),
+                    reason: format!(
+                        "{s:?}: the integration kind must be 1 to 64 characters of a-z, 0-9, '-', '_', '.'"
+                    ),
                 })?;
                 Ok(ResourceKind::Integration(kind.to_string()))
             }

@@ -53,8 +53,8 @@ pub use roles::{get_custom_role, list_custom_roles};
 
 #[cfg(doc)]
 use crate::{
-    audit::AuditEvent, invitation::Invitation, org::Member, org::Org, resource::IntegrationView, resource::PhoneNumber,
-    role::CustomRole, app::App,
+    app::App, audit::AuditEvent, invitation::Invitation, org::Member, org::Org, resource::IntegrationView,
+    resource::PhoneNumber, role::CustomRole,
 };
 
 /// How long a request id is remembered after its command was issued. A retry later than this
@@ -331,7 +331,9 @@ fn apply_op(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandOutcome
             slots.as_ref(),
             *expected_version,
         ),
-        Op::DeleteApp { org_id, app_id, expected_version } => apps::delete_app(state, org_id, app_id, *expected_version),
+        Op::DeleteApp { org_id, app_id, expected_version } => {
+            apps::delete_app(state, org_id, app_id, *expected_version)
+        }
         Op::BindAppSlot { org_id, app_id, slot, resource_id } => {
             apps::bind_slot(state, &ctx, org_id, app_id, slot, resource_id)
         }

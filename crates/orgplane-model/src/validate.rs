@@ -280,7 +280,10 @@ pub fn asset_name(name: &str) -> Result<(), DomainError> {
                 && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         });
     if !ok {
-        return Err(invalid("assets", format!("name {name:?} must be a relative path of letters, digits, '-', '_', '.'")));
+        return Err(invalid(
+            "assets",
+            format!("name {name:?} must be a relative path of letters, digits, '-', '_', '.'"),
+        ));
     }
     Ok(())
 }

@@ -141,8 +141,7 @@ impl AppServiceImpl {
                 let Some(kind) = app.slots.get(&slot.name).map(|s| s.kind.clone()) else { continue };
                 let source = slot.bound_resource_name.clone().unwrap_or_default();
                 let candidates = if may_read && !source.is_empty() {
-                    matching_resources(view, org, &kind, &source)
-                        .map_err(|e| NodeError::from_query(core.region, e))?
+                    matching_resources(view, org, &kind, &source).map_err(|e| NodeError::from_query(core.region, e))?
                 } else {
                     Vec::new()
                 };
@@ -254,8 +253,7 @@ fn imported(archive: &AppArchive) -> Result<Imported, NodeError> {
         .map_err(|e| invalid("archive", format!("manifest.json app_name: {e}")))?;
     let text = std::str::from_utf8(&archive.definition)
         .map_err(|_| invalid("archive", "definition.json is not UTF-8".into()))?;
-    let definition =
-        validate::app_definition(text).map_err(|e| invalid("archive", format!("definition.json: {e}")))?;
+    let definition = validate::app_definition(text).map_err(|e| invalid("archive", format!("definition.json: {e}")))?;
     let mut slots = BTreeMap::new();
     for slot in &manifest.slots {
         let kind: ResourceKind =
@@ -422,7 +420,9 @@ impl AppService for AppServiceImpl {
         tracing::info!(app = %app_id, bytes = bytes.len(), "exporting app");
         let mut messages = vec![ExportAppChunk { part: Some(export_app_chunk::Part::Header(header)) }];
         messages.extend(
-            bytes.chunks(EXPORT_CHUNK_BYTES).map(|c| ExportAppChunk { part: Some(export_app_chunk::Part::Data(c.to_vec())) }),
+            bytes
+                .chunks(EXPORT_CHUNK_BYTES)
+                .map(|c| ExportAppChunk { part: Some(export_app_chunk::Part::Data(c.to_vec())) }),
         );
         Ok(self.core.reply(Box::pin(futures::stream::iter(messages.into_iter().map(Ok))) as ExportStream))
     }
@@ -440,8 +440,14 @@ impl AppService for AppServiceImpl {
         let org_id = core.org_id(&header.org_id)?;
         validate::request_id(&header.request_id).map_err(NodeError::from)?;
         // 1. Who may import, before a byte of the upload is buffered.
-        policy::authorize_access(&core.state, &actor, Some(&org_id), Access::Permission(Permission::AppsTransfer), "import_app")
-            .map_err(|e| not_found_here(core, &org_id, NodeError::from_query(core.region, e)))?;
+        policy::authorize_access(
+            &core.state,
+            &actor,
+            Some(&org_id),
+            Access::Permission(Permission::AppsTransfer),
+            "import_app",
+        )
+        .map_err(|e| not_found_here(core, &org_id, NodeError::from_query(core.region, e)))?;
         // 2. and 3. The whole upload, within the limit, then every check of the archive.
         let bytes = self.collect_upload(&mut stream).await?;
         let archive = read_archive(&bytes, &self.limits).map_err(archive_refused)?;
@@ -495,8 +501,17 @@ mod tests {
             definition: r#"{"a":1}"#.into(),
             assets: BTreeMap::new(),
             slots: BTreeMap::from([
-                ("sms".to_string(), orgplane_model::Slot { kind: ResourceKind::Integration("twilio".into()), binding: Some("main".into()) }),
-                ("line".to_string(), orgplane_model::Slot { kind: ResourceKind::PhoneNumber, binding: Some("+4930123456".into()) }),
+                (
+                    "sms".to_string(),
+                    orgplane_model::Slot {
+                        kind: ResourceKind::Integration("twilio".into()),
+                        binding: Some("main".into()),
+                    },
+                ),
+                (
+                    "line".to_string(),
+                    orgplane_model::Slot { kind: ResourceKind::PhoneNumber, binding: Some("+4930123456".into()) },
+                ),
             ]),
             version: 3,
             published_version: None,

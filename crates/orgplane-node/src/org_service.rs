@@ -232,7 +232,9 @@ impl OrgService for OrgServiceImpl {
         let req = request.into_inner();
         let id = core.org_id(&req.org_id)?;
         let allowed_import_regions = match &req.allowed_import_regions {
-            Some(given) => Some(conv::parse_regions("allowed_import_regions", &given.regions).map_err(NodeError::from)?),
+            Some(given) => {
+                Some(conv::parse_regions("allowed_import_regions", &given.regions).map_err(NodeError::from)?)
+            }
             None => None,
         };
         // An empty name is kept only when the update is about the residency policy.

@@ -100,7 +100,10 @@ impl AppService for RouterApi {
         self.route_apps(request, |mut node, r| async move { node.delete_app(r).await }).await
     }
 
-    async fn bind_app_slot(&self, request: Request<BindAppSlotRequest>) -> Result<Response<BindAppSlotResponse>, Status> {
+    async fn bind_app_slot(
+        &self,
+        request: Request<BindAppSlotRequest>,
+    ) -> Result<Response<BindAppSlotResponse>, Status> {
         self.route_apps(request, |mut node, r| async move { node.bind_app_slot(r).await }).await
     }
 

@@ -40,8 +40,8 @@ pub mod config;
 pub mod error;
 
 mod access_service;
-mod app_service;
 mod admin_service;
+mod app_service;
 mod backup;
 mod cluster_service;
 mod credentials;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use orgplane_model::Region;
 use orgplane_proto::v1::access_service_client::AccessServiceClient;
-use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
+use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use tonic::metadata::MetadataMap;

@@ -171,8 +171,7 @@ pub async fn run_with_http(
     health.set_serving::<AccessServiceServer<RouterApi>>().await;
     health.set_serving::<AppServiceServer<RouterApi>>().await;
 
-    let reflection_names =
-        [
+    let reflection_names = [
         "orgplane.v1.OrgService",
         "orgplane.v1.AccessService",
         "orgplane.v1.AppService",

@@ -36,7 +36,12 @@ fn create(org: &OrgId, n: u128) -> Op {
 }
 
 fn bind(org: &OrgId, n: u128, slot: &str, resource: &str) -> Op {
-    Op::BindAppSlot { org_id: org.clone(), app_id: AppId::from_u128(n), slot: slot.into(), resource_id: resource.into() }
+    Op::BindAppSlot {
+        org_id: org.clone(),
+        app_id: AppId::from_u128(n),
+        slot: slot.into(),
+        resource_id: resource.into(),
+    }
 }
 
 fn publish(org: &OrgId, n: u128) -> Op {
@@ -51,7 +56,8 @@ fn resources(w: &mut World, org: &OrgId) {
         config: vec![ConfigEntry::secret("token", "sk-1")],
     };
     w.run(&Actor::System, op).unwrap();
-    let op = Op::CreateIntegration { org_id: org.clone(), name: "crm".into(), kind: "salesforce".into(), config: vec![] };
+    let op =
+        Op::CreateIntegration { org_id: org.clone(), name: "crm".into(), kind: "salesforce".into(), config: vec![] };
     w.run(&Actor::System, op).unwrap();
     let op = Op::CreatePhoneNumber { org_id: org.clone(), number: "+4930123456".into(), label: String::new() };
     w.run(&Actor::System, op).unwrap();
@@ -170,14 +176,17 @@ fn update_keeps_bindings_of_unchanged_slots_and_checks_the_version() {
     assert_eq!(updated.definition, r#"{"v":2}"#);
     assert_eq!(updated.slots["sms"].binding.as_deref(), Some("main"));
     assert_eq!(updated.slots["line"].kind, ResourceKind::Integration("voice".into()));
-    let bad = w.run(&user("ada"), Op::UpdateApp {
-        org_id: org.clone(),
-        app_id: AppId::from_u128(1),
-        name: None,
-        definition: Some("[1]".into()),
-        slots: None,
-        expected_version: None,
-    });
+    let bad = w.run(
+        &user("ada"),
+        Op::UpdateApp {
+            org_id: org.clone(),
+            app_id: AppId::from_u128(1),
+            name: None,
+            definition: Some("[1]".into()),
+            slots: None,
+            expected_version: None,
+        },
+    );
     assert!(matches!(bad, Err(DomainError::InvalidArgument { .. })), "{bad:?}");
 }
 
@@ -238,10 +247,7 @@ fn agents_cannot_build_import_or_publish_and_developers_can() {
     let org = w.org_with_admin(1, "ada");
     w.add(&org, "agnes", Role::Agent);
     w.add(&org, "dev", Role::Developer);
-    for (op, permission) in [
-        (create(&org, 1), "apps.build"),
-        (import(&org, 2, Region::Eu), "apps.transfer"),
-    ] {
+    for (op, permission) in [(create(&org, 1), "apps.build"), (import(&org, 2, Region::Eu), "apps.transfer")] {
         let refused = w.run(&user("agnes"), op.clone());
         assert!(
             matches!(&refused, Err(DomainError::PermissionDenied { permission: p, .. }) if p == permission),

@@ -71,7 +71,11 @@ fn new_app(state: &impl StateRead, ctx: &Ctx, new: &NewApp) -> Result<App, Query
         name,
         definition,
         assets: new.assets.clone(),
-        slots: new.slots.iter().map(|(name, kind)| (name.clone(), Slot { kind: kind.clone(), binding: None })).collect(),
+        slots: new
+            .slots
+            .iter()
+            .map(|(name, kind)| (name.clone(), Slot { kind: kind.clone(), binding: None }))
+            .collect(),
         version: 1,
         published_version: None,
         created_at_ms: ctx.now_ms,
@@ -239,7 +243,12 @@ fn require_slot<'a>(app: &'a App, slot: &str) -> Result<&'a Slot, DomainError> {
 
 /// Ok when `resource_id` names a resource of `org_id` of `kind`: NotFound when the org has no
 /// such resource, FailedPrecondition when it has one of another kind.
-fn check_resource(state: &impl StateRead, org_id: &OrgId, kind: &ResourceKind, resource_id: &str) -> Result<(), QueryError> {
+fn check_resource(
+    state: &impl StateRead,
+    org_id: &OrgId,
+    kind: &ResourceKind,
+    resource_id: &str,
+) -> Result<(), QueryError> {
     match kind {
         ResourceKind::PhoneNumber => {
             if get_phone_number(state, org_id, resource_id)?.is_none() {
@@ -333,4 +342,3 @@ pub fn list_apps(
     require_org(state, org)?;
     Ok(list_page(state, &keys::app_prefix(org), after_app, limit)?)
 }
-

@@ -48,7 +48,10 @@ pub fn parse_app_id(field: &'static str, text: &str) -> Result<AppId, ConvError>
 }
 
 /// Parses slot specs into name -> kind; a name given twice is refused.
-pub fn parse_slot_specs(field: &'static str, specs: &[v1::AppSlotSpec]) -> Result<BTreeMap<String, ResourceKind>, ConvError> {
+pub fn parse_slot_specs(
+    field: &'static str,
+    specs: &[v1::AppSlotSpec],
+) -> Result<BTreeMap<String, ResourceKind>, ConvError> {
     if specs.len() > orgplane_model::validate::APP_MAX_SLOTS {
         return Err(ConvError::new(field, format!("must be at most {}", orgplane_model::validate::APP_MAX_SLOTS)));
     }
@@ -78,7 +81,8 @@ mod tests {
     #[test]
     fn slot_specs_are_checked() {
         let spec = |name: &str, kind: &str| v1::AppSlotSpec { name: name.into(), kind: kind.into() };
-        let slots = parse_slot_specs("slots", &[spec("sms", "integration:twilio"), spec("line", "phone_number")]).unwrap();
+        let slots =
+            parse_slot_specs("slots", &[spec("sms", "integration:twilio"), spec("line", "phone_number")]).unwrap();
         assert_eq!(slots["line"], ResourceKind::PhoneNumber);
         assert!(parse_slot_specs("slots", &[spec("a", "phone_number"), spec("a", "phone_number")]).is_err());
         assert!(parse_slot_specs("slots", &[spec("a", "fax")]).is_err());
