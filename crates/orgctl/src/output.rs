@@ -612,7 +612,7 @@ fn org_fields(org: &v1::Org) -> Vec<(&'static str, String)> {
         ("epoch", org.epoch.to_string()),
         ("created", format_time_ms(org.create_time_ms)),
         ("updated", format_time_ms(org.update_time_ms)),
-        ("imports from", org.allowed_import_regions.join(",")),
+        ("imports", org.allowed_import_regions.join(",")),
     ]
 }
 
