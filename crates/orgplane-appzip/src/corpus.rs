@@ -80,6 +80,7 @@ pub fn hostile_archives() -> Vec<(&'static str, Vec<u8>)> {
         ("manifest_not_json", with_manifest(b"{\"format_version\": 1,")),
         ("manifest_unknown_field", unknown_manifest_field()),
         ("definition_not_json", definition_not_json()),
+        ("crc_mismatch", crc_mismatch()),
         ("not_a_zip", b"this is not a zip archive at all, just text".to_vec()),
         ("empty", Vec::new()),
     ];
@@ -482,6 +483,13 @@ fn unknown_manifest_field() -> Vec<u8> {
     let mut manifest = serde_json::to_value(sample_manifest()).expect("manifest value");
     manifest["resource_ids"] = serde_json::json!(["us-01k..."]);
     with_manifest(&serde_json::to_vec(&manifest).expect("json"))
+}
+
+/// An asset whose bytes do not match its CRC (a flipped byte in transit).
+fn crc_mismatch() -> Vec<u8> {
+    let mut entry = Raw::stored(b"assets/a.txt", b"hello");
+    entry.crc ^= 1;
+    with_entry(entry)
 }
 
 fn definition_not_json() -> Vec<u8> {

@@ -37,6 +37,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("manifest_not_json", "InvalidJson"),
     ("manifest_unknown_field", "InvalidManifest"),
     ("definition_not_json", "InvalidJson"),
+    ("crc_mismatch", "Corrupt"),
     ("not_a_zip", "Truncated"),
     ("empty", "Truncated"),
     ("too_large", "ArchiveTooLarge"),
