@@ -130,6 +130,9 @@ pub(crate) fn scan(bytes: &[u8], limits: &Limits) -> Result<CentralDirectory, Ar
         locate(bytes, entry, cd_offset)?;
     }
     check_overlaps(&entries)?;
+    for entry in &entries {
+        check_local_header(bytes, entry)?;
+    }
     Ok(CentralDirectory { entries })
 }
 
@@ -196,32 +199,22 @@ fn central_entry(bytes: &[u8], at: usize, cd_end: usize, index: usize) -> Result
     ))
 }
 
-/// Finds the entry's local header and the end of its data; both must lie before the central
-/// directory, and the local header must name the same entry with the same method.
+/// Finds the entry's local header and the end of its data (and descriptor); both must lie
+/// before the central directory.
 fn locate(bytes: &[u8], entry: &mut CentralEntry, cd_offset: u64) -> Result<(), ArchiveError> {
-    let name = lossy(&entry.name);
-    let into_cd = || ArchiveError::OverlappingEntries { name: name.clone(), other: "the central directory".into() };
+    let into_cd =
+        || ArchiveError::OverlappingEntries { name: lossy(&entry.name), other: "the central directory".into() };
     let at = entry.local_offset;
     if at + LOCAL_LEN as u64 > cd_offset {
         return Err(into_cd());
     }
     let at = at as usize;
     if u32_at(bytes, at) != Some(LOCAL_SIG) {
-        return Err(malformed(format!("entry {name:?} has no local header")));
+        return Err(malformed(format!("entry {:?} has no local header", lossy(&entry.name))));
     }
-    let name_len = usize::from(u16_at(bytes, at + 26).unwrap_or(0));
-    let extra_len = usize::from(u16_at(bytes, at + 28).unwrap_or(0));
-    let data_start = (at + LOCAL_LEN + name_len + extra_len) as u64;
-    if data_start > cd_offset {
-        return Err(into_cd());
-    }
-    if bytes.get(at + LOCAL_LEN..at + LOCAL_LEN + name_len) != Some(entry.name.as_slice()) {
-        return Err(malformed(format!("entry {name:?}: the local header names a different entry")));
-    }
-    if u16_at(bytes, at + 8) != Some(entry.method) {
-        return Err(malformed(format!("entry {name:?}: the local header has a different compression method")));
-    }
-    let mut end = data_start + entry.compressed_size;
+    let name_len = u64::from(u16_at(bytes, at + 26).unwrap_or(0));
+    let extra_len = u64::from(u16_at(bytes, at + 28).unwrap_or(0));
+    let mut end = entry.local_offset + LOCAL_LEN as u64 + name_len + extra_len + entry.compressed_size;
     if entry.flags & FLAG_DATA_DESCRIPTOR != 0 {
         let with_sig =
             usize::try_from(end).ok().and_then(|e| u32_at(bytes, e)).is_some_and(|sig| sig == DESCRIPTOR_SIG);
@@ -231,6 +224,23 @@ fn locate(bytes: &[u8], entry: &mut CentralEntry, cd_offset: u64) -> Result<(), 
         return Err(into_cd());
     }
     entry.end = end;
+    Ok(())
+}
+
+/// The local header must name the same entry with the same method as the central record (run
+/// after the overlap check: it reads the name inside the entry's own, now exclusive, span).
+fn check_local_header(bytes: &[u8], entry: &CentralEntry) -> Result<(), ArchiveError> {
+    let at = entry.local_offset as usize;
+    let name_len = usize::from(u16_at(bytes, at + 26).unwrap_or(0));
+    if bytes.get(at + LOCAL_LEN..at + LOCAL_LEN + name_len) != Some(entry.name.as_slice()) {
+        return Err(malformed(format!("entry {:?}: the local header names a different entry", lossy(&entry.name))));
+    }
+    if u16_at(bytes, at + 8) != Some(entry.method) {
+        return Err(malformed(format!(
+            "entry {:?}: the local header has a different compression method",
+            lossy(&entry.name)
+        )));
+    }
     Ok(())
 }
 

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 pub use error::ArchiveError;
 pub use layout::MAX_NAME_BYTES;
-pub use manifest::{is_slot_name, Manifest, SlotManifest, FORMAT_VERSION, MAX_APP_NAME_CHARS};
+pub use manifest::{is_slot_name, Manifest, SlotManifest, FORMAT_VERSION, MAX_APP_NAME_CHARS, MAX_SLOTS};
 pub use read::read_archive;
 pub use write::write_archive;
 

@@ -17,6 +17,8 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// The longest app name, in characters.
 pub const MAX_APP_NAME_CHARS: usize = 128;
+/// The most binding slots an app may have (keeps the manifest small whatever it holds).
+pub const MAX_SLOTS: usize = 256;
 /// The longest slot kind and bound resource name, in characters.
 pub const MAX_LABEL_CHARS: usize = 256;
 
@@ -97,6 +99,9 @@ impl Manifest {
         match Region::from_str(&self.source_region) {
             Ok(region) if region.as_str() == self.source_region => {}
             _ => return invalid(format!("source_region {:?} is not one of us, eu, apac", self.source_region)),
+        }
+        if self.slots.len() > MAX_SLOTS {
+            return invalid(format!("more than {MAX_SLOTS} slots"));
         }
         let mut names = BTreeSet::new();
         for slot in &self.slots {

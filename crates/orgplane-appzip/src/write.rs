@@ -6,8 +6,10 @@
 //! with time zones or clocks), mode 0644, no extra fields, no comment.
 //!
 //! The written bytes are read back with the same limits before they are returned, so an export
-//! that an import would refuse (an asset too large, a ratio too high) fails here, at the source.
+//! that an import would refuse (an asset too large) fails here, at the source; an entry that
+//! deflates past the ratio limit is stored uncompressed rather than refused.
 
+use std::collections::BTreeSet;
 use std::io::{Cursor, Write};
 
 use zip::write::SimpleFileOptions;
@@ -38,15 +40,48 @@ pub fn write_archive(archive: &AppArchive, limits: &Limits) -> Result<Vec<u8>, A
         }
     }
 
-    let options = SimpleFileOptions::default()
+    // An entry that deflates past `max_ratio` (a blank bitmap, a padded file) would be refused
+    // by the importer as a bomb: such entries are stored instead. The choice depends only on
+    // the input, so the output stays deterministic; each round stores one more entry, so the
+    // loop ends.
+    let mut stored = BTreeSet::new();
+    loop {
+        let bytes = encode(archive, &stored)?;
+        match read_archive(&bytes, limits) {
+            Err(ArchiveError::RatioTooHigh { name, .. }) if !stored.contains(&name) => {
+                stored.insert(name);
+            }
+            Err(e) => return Err(e),
+            Ok(back) => {
+                let mut expected_manifest = archive.manifest.clone();
+                expected_manifest.slots.sort();
+                if back.manifest != expected_manifest
+                    || back.definition != archive.definition
+                    || back.assets != archive.assets
+                {
+                    return Err(ArchiveError::Write {
+                        reason: "the written archive does not read back as written".into(),
+                    });
+                }
+                return Ok(bytes);
+            }
+        }
+    }
+}
+
+/// The ZIP bytes, every entry deflated but those named in `stored`.
+fn encode(archive: &AppArchive, stored: &BTreeSet<String>) -> Result<Vec<u8>, ArchiveError> {
+    let deflated = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
         .compression_level(Some(DEFLATE_LEVEL))
         .last_modified_time(DateTime::default())
         .unix_permissions(FILE_MODE)
         .large_file(false);
+    let plain = deflated.compression_method(CompressionMethod::Stored).compression_level(None);
     let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
     let mut put = |name: &str, data: &[u8]| -> Result<(), ArchiveError> {
         let failed = |e: &dyn std::fmt::Display| ArchiveError::Write { reason: format!("{name}: {e}") };
+        let options = if stored.contains(name) { plain } else { deflated };
         zip.start_file(name, options).map_err(|e| failed(&e))?;
         zip.write_all(data).map_err(|e| failed(&e))
     };
@@ -56,12 +91,5 @@ pub fn write_archive(archive: &AppArchive, limits: &Limits) -> Result<Vec<u8>, A
         put(&format!("{}{path}", layout::ASSETS_PREFIX), data)?;
     }
     let bytes = zip.finish().map_err(|e| ArchiveError::Write { reason: e.to_string() })?.into_inner();
-
-    let back = read_archive(&bytes, limits)?;
-    let mut expected_manifest = archive.manifest.clone();
-    expected_manifest.slots.sort();
-    if back.manifest != expected_manifest || back.definition != archive.definition || back.assets != archive.assets {
-        return Err(ArchiveError::Write { reason: "the written archive does not read back as written".into() });
-    }
     Ok(bytes)
 }
