@@ -206,7 +206,10 @@ async fn an_app_moves_from_eu_to_us_and_publishes_once_bound_there() {
     assert!(copy.slots.iter().all(|s| s.binding.is_empty()), "{copy:?}");
     assert_eq!((imported.source_org_id.as_str(), imported.source_region.as_str()), (eu, "eu"));
     let sms_hint = imported.hints.iter().find(|h| h.slot == "sms").unwrap();
-    assert_eq!((sms_hint.source_resource_name.as_str(), sms_hint.candidates.as_slice()), ("main", &["main".to_string()][..]));
+    assert_eq!(
+        (sms_hint.source_resource_name.as_str(), sms_hint.candidates.as_slice()),
+        ("main", &["main".to_string()][..])
+    );
     let events = bob.list_all_audit_events(us, &AuditFilter::default(), Consistency::Linearizable).await.unwrap().items;
     let import = events.iter().find(|e| e.action == "import_app").expect("import_app event");
     assert_eq!((import.actor.as_str(), import.outcome.as_str()), ("bob", "ok"));
