@@ -321,16 +321,11 @@ fn apply_op(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandOutcome
         Op::CreateApp { org_id, app_id, name, definition, assets, slots } => {
             apps::create_app(state, &ctx, &apps::NewApp { org_id, app_id, name, definition, assets, slots })
         }
-        Op::UpdateApp { org_id, app_id, name, definition, slots, expected_version } => apps::update_app(
-            state,
-            &ctx,
-            org_id,
-            app_id,
-            name.as_deref(),
-            definition.as_deref(),
-            slots.as_ref(),
-            *expected_version,
-        ),
+        Op::UpdateApp { org_id, app_id, name, definition, slots, expected_version } => {
+            let changes =
+                apps::AppChanges { name: name.as_deref(), definition: definition.as_deref(), slots: slots.as_ref() };
+            apps::update_app(state, &ctx, org_id, app_id, &changes, *expected_version)
+        }
         Op::DeleteApp { org_id, app_id, expected_version } => {
             apps::delete_app(state, org_id, app_id, *expected_version)
         }

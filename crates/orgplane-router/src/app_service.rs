@@ -46,8 +46,11 @@ impl RouterApi {
 /// Clone (the attempt loop needs it), but only the first attempt gets the stream.
 #[derive(Clone)]
 struct Upload {
-    parts: Arc<Mutex<Option<(ImportAppHeader, Streaming<ImportAppChunk>)>>>,
+    parts: Arc<Mutex<Option<UploadParts>>>,
 }
+
+/// The header read by the router, and the client's stream of the rest.
+type UploadParts = (ImportAppHeader, Streaming<ImportAppChunk>);
 
 impl Upload {
     fn new(header: ImportAppHeader, rest: Streaming<ImportAppChunk>) -> Upload {

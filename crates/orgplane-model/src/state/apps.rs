@@ -83,18 +83,24 @@ fn new_app(state: &impl StateRead, ctx: &Ctx, new: &NewApp) -> Result<App, Query
     })
 }
 
+/// What an update changes; `None` keeps that part.
+pub(super) struct AppChanges<'a> {
+    pub name: Option<&'a str>,
+    pub definition: Option<&'a str>,
+    pub slots: Option<&'a BTreeMap<String, ResourceKind>>,
+}
+
 pub(super) fn update_app(
     state: &mut impl StateWrite,
     ctx: &Ctx,
     org_id: &OrgId,
     app_id: &AppId,
-    name: Option<&str>,
-    definition: Option<&str>,
-    slots: Option<&BTreeMap<String, ResourceKind>>,
+    changes: &AppChanges,
     expected_version: Option<u64>,
 ) -> Result<CommandOutcome, QueryError> {
-    let name = name.map(validate::app_name).transpose()?;
-    let definition = definition.map(validate::app_definition).transpose()?;
+    let name = changes.name.map(validate::app_name).transpose()?;
+    let definition = changes.definition.map(validate::app_definition).transpose()?;
+    let slots = changes.slots;
     if let Some(slots) = slots {
         validate::app_slots(slots.keys())?;
     }
