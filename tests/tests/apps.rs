@@ -204,6 +204,9 @@ async fn an_app_moves_from_eu_to_us_and_publishes_once_bound_there() {
     assert_ne!(copy.id, app.id);
     assert_eq!(imported.slots_to_bind, ["line", "sms"], "every slot arrives unbound");
     assert!(copy.slots.iter().all(|s| s.binding.is_empty()), "{copy:?}");
+    let got = bob.get_app(us, &copy.id, Consistency::Linearizable).await.unwrap();
+    assert_eq!(got.definition.as_bytes(), source.definition.as_slice(), "the definition arrived whole");
+    assert_eq!(got.assets.len(), source.assets.len());
     assert_eq!((imported.source_org_id.as_str(), imported.source_region.as_str()), (eu, "eu"));
     let sms_hint = imported.hints.iter().find(|h| h.slot == "sms").unwrap();
     assert_eq!(

@@ -156,14 +156,21 @@ pub struct App {
 }
 
 impl App {
+    /// The app without its definition and assets: what a write answers. Answers are
+    /// remembered with their request id for a day, and an app may hold over a MiB of them.
+    pub fn summary(&self) -> App {
+        App { definition: String::new(), assets: BTreeMap::new(), ..self.clone() }
+    }
+
     /// The names of the slots that are not bound, in name order.
     pub fn unbound_slots(&self) -> Vec<&str> {
         self.slots.iter().filter(|(_, s)| s.binding.is_none()).map(|(n, _)| n.as_str()).collect()
     }
 }
 
-/// Stores asset bytes as base64 text: JSON arrays of numbers would quadruple them.
-mod assets_base64 {
+/// Stores asset bytes as base64 text: JSON arrays of numbers would quadruple them. Used by the
+/// app record and by the commands that carry assets (so Raft entries stay small too).
+pub(crate) mod assets_base64 {
     use std::collections::BTreeMap;
 
     use base64::engine::general_purpose::STANDARD;

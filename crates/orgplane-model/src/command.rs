@@ -159,6 +159,7 @@ pub enum Op {
         app_id: AppId,
         name: String,
         definition: String,
+        #[serde(with = "crate::app::assets_base64")]
         assets: BTreeMap<String, Vec<u8>>,
         slots: BTreeMap<String, ResourceKind>,
     },
@@ -204,6 +205,7 @@ pub enum Op {
         app_id: AppId,
         name: String,
         definition: String,
+        #[serde(with = "crate::app::assets_base64")]
         assets: BTreeMap<String, Vec<u8>>,
         slots: BTreeMap<String, ResourceKind>,
         source_org_id: String,
@@ -329,10 +331,44 @@ pub enum CommandOutcome {
     IntegrationDeleted,
     PhoneNumber(PhoneNumber),
     PhoneNumberDeleted,
-    /// The app as it is after the command (created, changed, bound, published or imported).
+    /// The app as it is after the command (created, changed, bound, published or imported),
+    /// without its definition and assets ([`App::summary`]).
     App(App),
     AppDeleted,
 }
 
 /// The replicated answer to a command: an outcome or a deterministic refusal.
 pub type CommandResult = Result<CommandOutcome, DomainError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Raft entries written before apps existed still read: `UpdateOrg`'s name was a plain
+    /// string and it had no residency field.
+    #[test]
+    fn an_update_org_entry_of_the_previous_shape_reads() {
+        let id = OrgId::from_u128(Region::Eu, 7);
+        let old = format!(r#"{{"UpdateOrg":{{"id":"{id}","name":"Acme 2","expected_version":3}}}}"#);
+        let op: Op = serde_json::from_str(&old).unwrap();
+        assert_eq!(
+            op,
+            Op::UpdateOrg { id, name: Some("Acme 2".into()), allowed_import_regions: None, expected_version: Some(3) }
+        );
+    }
+
+    #[test]
+    fn commands_carry_assets_as_base64() {
+        let op = Op::CreateApp {
+            org_id: OrgId::from_u128(Region::Eu, 7),
+            app_id: AppId::from_u128(1),
+            name: "a".into(),
+            definition: "{}".into(),
+            assets: BTreeMap::from([("icon.png".to_string(), vec![0, 1, 2, 255])]),
+            slots: BTreeMap::new(),
+        };
+        let json = serde_json::to_string(&op).unwrap();
+        assert!(json.contains("AAEC/w=="), "{json}");
+        assert_eq!(serde_json::from_str::<Op>(&json).unwrap(), op);
+    }
+}

@@ -61,3 +61,21 @@ pub struct UserOrg {
     pub org: Org,
     pub role: Role,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records stored before the residency policy existed read as "own region only", so the
+    /// store's format version did not need a bump.
+    #[test]
+    fn an_org_record_of_the_previous_shape_reads() {
+        let id = OrgId::from_u128(Region::Us, 7);
+        let old = format!(
+            r#"{{"id":"{id}","name":"Acme","region":"us","version":1,"epoch":1,"created_at_ms":1,"updated_at_ms":1}}"#
+        );
+        let org: Org = serde_json::from_str(&old).unwrap();
+        assert!(org.allowed_import_regions.is_empty());
+        assert!(org.allows_import_from(Region::Us) && !org.allows_import_from(Region::Eu));
+    }
+}

@@ -82,7 +82,9 @@ fn publish_needs_every_slot_bound_to_a_resource_of_the_right_kind_in_the_org() {
     resources(&mut w, &org);
     resources(&mut w, &other);
     let created = app(w.run(&user("ada"), create(&org, 1)));
-    assert_eq!(created.definition, r#"{"steps":[1,2]}"#, "stored canonical");
+    assert!(created.definition.is_empty(), "write answers leave the definition out");
+    let stored = get_app(&w.state, &org, &created.id).unwrap().unwrap();
+    assert_eq!(stored.definition, r#"{"steps":[1,2]}"#, "stored canonical");
     assert_eq!(created.unbound_slots(), ["line", "sms"]);
 
     let refused = w.run(&user("ada"), publish(&org, 1));
@@ -173,7 +175,8 @@ fn update_keeps_bindings_of_unchanged_slots_and_checks_the_version() {
     retyped.insert("line".into(), ResourceKind::Integration("voice".into()));
     let updated = app(w.run(&user("ada"), op(retyped, bound.version)));
     assert_eq!(updated.name, "renamed");
-    assert_eq!(updated.definition, r#"{"v":2}"#);
+    let stored = get_app(&w.state, &org, &updated.id).unwrap().unwrap();
+    assert_eq!(stored.definition, r#"{"v":2}"#);
     assert_eq!(updated.slots["sms"].binding.as_deref(), Some("main"));
     assert_eq!(updated.slots["line"].kind, ResourceKind::Integration("voice".into()));
     let bad = w.run(
@@ -229,7 +232,8 @@ fn import_follows_the_residency_policy_and_is_audited() {
     assert_eq!(updated.allowed_import_regions, BTreeSet::from([Region::Us]));
     let imported = app(w.run(&user("ada"), import(&org, 3, Region::Us)));
     assert!(imported.slots.values().all(|s| s.binding.is_none()));
-    assert_eq!(imported.assets["icon.png"], vec![1, 2, 3]);
+    let stored = get_app(&w.state, &org, &imported.id).unwrap().unwrap();
+    assert_eq!(stored.assets["icon.png"], vec![1, 2, 3]);
 
     let (events, _) = list_audit_events(&w.state, &org, &AuditFilter::default(), None, 100).unwrap();
     let last = events.last().unwrap();

@@ -30,7 +30,7 @@ pub(super) struct NewApp<'a> {
 pub(super) fn create_app(state: &mut impl StateWrite, ctx: &Ctx, new: &NewApp) -> Result<CommandOutcome, QueryError> {
     let app = new_app(state, ctx, new)?;
     state.put(keys::app(new.org_id, new.app_id), encode(&app));
-    Ok(CommandOutcome::App(app))
+    Ok(CommandOutcome::App(app.summary()))
 }
 
 /// Imports an app: a create whose slots all arrive unbound, refused unless the org's
@@ -131,7 +131,7 @@ pub(super) fn update_app(
         app.slots = next;
     }
     save(state, ctx, &mut app);
-    Ok(CommandOutcome::App(app))
+    Ok(CommandOutcome::App(app.summary()))
 }
 
 pub(super) fn delete_app(
@@ -170,7 +170,7 @@ pub(super) fn bind_slot(
     }
     state.put(keys::app_binding(org_id, &kind, resource_id, app_id, slot), Vec::new());
     save(state, ctx, &mut app);
-    Ok(CommandOutcome::App(app))
+    Ok(CommandOutcome::App(app.summary()))
 }
 
 pub(super) fn unbind_slot(
@@ -186,7 +186,7 @@ pub(super) fn unbind_slot(
         state.delete(keys::app_binding(org_id, &kind, &old, app_id, slot));
     }
     save(state, ctx, &mut app);
-    Ok(CommandOutcome::App(app))
+    Ok(CommandOutcome::App(app.summary()))
 }
 
 pub(super) fn publish_app(
@@ -224,7 +224,7 @@ pub(super) fn publish_app(
     // export of the version stays byte for byte the same.
     app.published_version = Some(app.version);
     state.put(keys::app(org_id, app_id), encode(&app));
-    Ok(CommandOutcome::App(app))
+    Ok(CommandOutcome::App(app.summary()))
 }
 
 /// Bumps the version and writes the app.
