@@ -56,6 +56,9 @@ fn every_hostile_case_is_refused_with_its_error() {
     assert_eq!(names, expected, "the table lists every case, in order");
     let mut wrong = Vec::new();
     for ((name, bytes), (_, want)) in cases.iter().zip(EXPECTED) {
+        if *name == "crc_mismatch" && cfg!(feature = "fuzzing") {
+            continue; // the fuzzing build skips the CRC on purpose
+        }
         match read_archive(bytes, &Limits::default()) {
             Ok(_) => wrong.push(format!("{name}: accepted")),
             Err(err) if variant(&err) != *want => wrong.push(format!("{name}: {err:?} (want {want})")),
