@@ -157,12 +157,15 @@ impl AppService for RouterApi {
             let send = |mut node: AppServiceClient<NodeService>, request: Request<Upload>| async move {
                 let (metadata, extensions, upload) = request.into_parts();
                 let Some((messages, broken)) = upload.take() else {
-                    return Err(Status::unavailable("the upload was already sent to another node; send it again"));
+                    let reason = "the upload was already sent to another node; send it again".into();
+                    return Err(RouterError::RegionUnavailable { region, reason }.into());
                 };
                 let request = Request::from_parts(metadata, extensions, messages);
                 tokio::select! {
                     answer = node.import_app(request) => answer,
-                    Ok(status) = broken => Err(Status::cancelled(format!("the upload broke off: {}", status.message()))),
+                    Ok(status) = broken => {
+                        Err(RouterError::UploadBroken { region, reason: status.message().to_string() }.into())
+                    }
                 }
             };
             nodes.call("ImportApp", deadline, upload, false, |n: &Node| n.apps.clone(), send).await
