@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::test_support::{org_id, World};
+use super::test_support::World;
 use super::*;
 use crate::app::{AppId, ResourceKind};
 use crate::audit::AuditFilter;
@@ -263,5 +263,4 @@ fn agents_cannot_build_import_or_publish_and_developers_can() {
     assert!(matches!(&refused, Err(DomainError::PermissionDenied { permission, .. }) if permission == "apps.publish"));
     let outsider = w.run(&user("eve"), publish(&org, 1));
     assert!(matches!(&outsider, Err(DomainError::NotFound { kind, .. }) if kind == "org"), "{outsider:?}");
-    let _ = org_id(1);
 }
