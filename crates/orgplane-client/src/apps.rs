@@ -46,6 +46,16 @@ pub struct AppSpec {
     pub assets: Vec<(String, Vec<u8>)>,
 }
 
+/// What an update changes; `None` keeps that part.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppUpdate<'a> {
+    pub name: Option<&'a str>,
+    /// JSON text.
+    pub definition: Option<&'a str>,
+    /// The new slots, replacing all the old ones.
+    pub slots: Option<&'a [(String, ResourceKind)]>,
+}
+
 /// An export's header, once the whole archive was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportedApp {
@@ -112,30 +122,38 @@ impl Client {
         Ok(Page { items: response.apps, next_page_token: non_empty(response.next_page_token), read: response.read })
     }
 
-    /// Changes an app; `None` keeps that part. New slots replace the old ones (a slot keeping
-    /// its name and kind keeps its binding).
+    /// Changes an app as `update` says. New slots replace the old ones (a slot keeping its
+    /// name and kind keeps its binding).
     pub async fn update_app(
         &self,
         org: impl OrgRef,
         app_id: &str,
-        name: Option<&str>,
-        definition: Option<&str>,
-        slots: Option<&[(String, ResourceKind)]>,
+        update: &AppUpdate<'_>,
         expected_version: Option<u64>,
     ) -> Result<v1::App, ClientError> {
-        let request_id = RequestId::generate();
+        self.update_app_with_request_id(org, app_id, update, expected_version, &RequestId::generate()).await
+    }
+
+    /// [`Client::update_app`] with the caller's request id.
+    pub async fn update_app_with_request_id(
+        &self,
+        org: impl OrgRef,
+        app_id: &str,
+        update: &AppUpdate<'_>,
+        expected_version: Option<u64>,
+        request_id: &RequestId,
+    ) -> Result<v1::App, ClientError> {
         let message = v1::UpdateAppRequest {
             org_id: org.org_id_text(),
             app_id: app_id.to_string(),
-            name: name.map(str::to_string),
-            definition: definition.map(str::to_string),
-            slots: slots.map(|s| v1::AppSlots { slots: slot_specs(s) }),
+            name: update.name.map(str::to_string),
+            definition: update.definition.map(str::to_string),
+            slots: update.slots.map(|s| v1::AppSlots { slots: slot_specs(s) }),
             expected_version,
             request_id: request_id.to_string(),
         };
-        let response = self
-            .write_apps("update_app", &request_id, message, |mut c, r| async move { c.update_app(r).await })
-            .await?;
+        let response =
+            self.write_apps("update_app", request_id, message, |mut c, r| async move { c.update_app(r).await }).await?;
         required("update_app", "app", response.app)
     }
 
@@ -146,14 +164,24 @@ impl Client {
         app_id: &str,
         expected_version: Option<u64>,
     ) -> Result<(), ClientError> {
-        let request_id = RequestId::generate();
+        self.delete_app_with_request_id(org, app_id, expected_version, &RequestId::generate()).await
+    }
+
+    /// [`Client::delete_app`] with the caller's request id.
+    pub async fn delete_app_with_request_id(
+        &self,
+        org: impl OrgRef,
+        app_id: &str,
+        expected_version: Option<u64>,
+        request_id: &RequestId,
+    ) -> Result<(), ClientError> {
         let message = v1::DeleteAppRequest {
             org_id: org.org_id_text(),
             app_id: app_id.to_string(),
             expected_version,
             request_id: request_id.to_string(),
         };
-        self.write_apps("delete_app", &request_id, message, |mut c, r| async move { c.delete_app(r).await }).await?;
+        self.write_apps("delete_app", request_id, message, |mut c, r| async move { c.delete_app(r).await }).await?;
         Ok(())
     }
 
@@ -166,7 +194,18 @@ impl Client {
         slot: &str,
         resource_id: &str,
     ) -> Result<v1::App, ClientError> {
-        let request_id = RequestId::generate();
+        self.bind_app_slot_with_request_id(org, app_id, slot, resource_id, &RequestId::generate()).await
+    }
+
+    /// [`Client::bind_app_slot`] with the caller's request id.
+    pub async fn bind_app_slot_with_request_id(
+        &self,
+        org: impl OrgRef,
+        app_id: &str,
+        slot: &str,
+        resource_id: &str,
+        request_id: &RequestId,
+    ) -> Result<v1::App, ClientError> {
         let message = v1::BindAppSlotRequest {
             org_id: org.org_id_text(),
             app_id: app_id.to_string(),
@@ -175,14 +214,24 @@ impl Client {
             request_id: request_id.to_string(),
         };
         let response = self
-            .write_apps("bind_app_slot", &request_id, message, |mut c, r| async move { c.bind_app_slot(r).await })
+            .write_apps("bind_app_slot", request_id, message, |mut c, r| async move { c.bind_app_slot(r).await })
             .await?;
         required("bind_app_slot", "app", response.app)
     }
 
     /// Unbinds `slot` of the app.
     pub async fn unbind_app_slot(&self, org: impl OrgRef, app_id: &str, slot: &str) -> Result<v1::App, ClientError> {
-        let request_id = RequestId::generate();
+        self.unbind_app_slot_with_request_id(org, app_id, slot, &RequestId::generate()).await
+    }
+
+    /// [`Client::unbind_app_slot`] with the caller's request id.
+    pub async fn unbind_app_slot_with_request_id(
+        &self,
+        org: impl OrgRef,
+        app_id: &str,
+        slot: &str,
+        request_id: &RequestId,
+    ) -> Result<v1::App, ClientError> {
         let message = v1::UnbindAppSlotRequest {
             org_id: org.org_id_text(),
             app_id: app_id.to_string(),
@@ -190,14 +239,23 @@ impl Client {
             request_id: request_id.to_string(),
         };
         let response = self
-            .write_apps("unbind_app_slot", &request_id, message, |mut c, r| async move { c.unbind_app_slot(r).await })
+            .write_apps("unbind_app_slot", request_id, message, |mut c, r| async move { c.unbind_app_slot(r).await })
             .await?;
         required("unbind_app_slot", "app", response.app)
     }
 
     /// Publishes the app's current version; FAILED_PRECONDITION names every unbound slot.
     pub async fn publish_app(&self, org: impl OrgRef, app_id: &str) -> Result<v1::App, ClientError> {
-        let request_id = RequestId::generate();
+        self.publish_app_with_request_id(org, app_id, &RequestId::generate()).await
+    }
+
+    /// [`Client::publish_app`] with the caller's request id.
+    pub async fn publish_app_with_request_id(
+        &self,
+        org: impl OrgRef,
+        app_id: &str,
+        request_id: &RequestId,
+    ) -> Result<v1::App, ClientError> {
         let message = v1::PublishAppRequest {
             org_id: org.org_id_text(),
             app_id: app_id.to_string(),
@@ -205,7 +263,7 @@ impl Client {
             request_id: request_id.to_string(),
         };
         let response = self
-            .write_apps("publish_app", &request_id, message, |mut c, r| async move { c.publish_app(r).await })
+            .write_apps("publish_app", request_id, message, |mut c, r| async move { c.publish_app(r).await })
             .await?;
         required("publish_app", "app", response.app)
     }

@@ -49,7 +49,7 @@ pub mod types;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
-pub use apps::{AppSpec, ExportedApp, Progress};
+pub use apps::{AppSpec, AppUpdate, ExportedApp, Progress};
 pub use backup::BackupStream;
 pub use client::Client;
 pub use error::{code_name, hint_for_code, ClientError};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use orgplane_client::{v1, AppSpec, Client, Consistency, PageRequest, Progress};
+use orgplane_client::{v1, AppSpec, AppUpdate, Client, Consistency, PageRequest, Progress};
 use orgplane_model::ResourceKind;
 use serde_json::{json, Value};
 
@@ -95,9 +95,8 @@ pub async fn run(client: &Client, command: AppCommand) -> Result<Box<dyn Render>
         AppCommand::Update { org, app, name, definition, slots, expected_version } => {
             let definition = definition.as_deref().map(read_text).transpose()?;
             let slots = (!slots.is_empty()).then_some(slots.as_slice());
-            app_answer(
-                &client.update_app(&org, &app, name.as_deref(), definition.as_deref(), slots, expected_version).await?,
-            )
+            let update = AppUpdate { name: name.as_deref(), definition: definition.as_deref(), slots };
+            app_answer(&client.update_app(&org, &app, &update, expected_version).await?)
         }
         AppCommand::Delete { org, app } => {
             client.delete_app(&org, &app, None).await?;
