@@ -1,4 +1,5 @@
-//! The access matrix (issue #4): every RPC of OrgService and AccessService, called through an
+//! The access matrix (issues #4 and #5): every RPC of OrgService, AccessService and AppService,
+//! called through an
 //! authenticating router by every kind of caller (a platform admin, each built-in role, a
 //! custom role, a member of another org, no token, a token signed by another key), about
 //! every kind of target (the callers' org A, another org B, a well-formed id of a missing
@@ -20,11 +21,14 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use orgplane_auth::DevKey;
-use orgplane_client::{Client, ClientOptions};
-use orgplane_model::{Access, ConfigEntry, Op, OrgId, Permission, PermissionSet, QueryKind, Region, Role};
+use orgplane_client::{AppSpec, Client, ClientOptions};
+use orgplane_model::{
+    Access, AppId, ConfigEntry, Op, OrgId, Permission, PermissionSet, QueryKind, Region, ResourceKind, Role,
+};
 use orgplane_node::NodeConfig;
 use orgplane_proto::v1;
 use orgplane_proto::v1::access_service_client::AccessServiceClient;
+use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use orgplane_router::RouterConfig;
 use orgplane_tests::{test_timings, TestRegion, WAIT};
@@ -71,6 +75,7 @@ fn authenticated(config: &mut NodeConfig) {
 enum Service {
     Org,
     Access,
+    App,
 }
 
 impl Service {
@@ -78,11 +83,12 @@ impl Service {
         match self {
             Service::Org => "orgplane.v1.OrgService",
             Service::Access => "orgplane.v1.AccessService",
+            Service::App => "orgplane.v1.AppService",
         }
     }
 }
 
-/// Every RPC of both services; the Debug name is the proto method name.
+/// Every RPC of the three services; the Debug name is the proto method name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rpc {
     CreateOrg,
@@ -115,6 +121,16 @@ enum Rpc {
     UpdatePhoneNumber,
     DeletePhoneNumber,
     ListAuditEvents,
+    CreateApp,
+    GetApp,
+    ListApps,
+    UpdateApp,
+    DeleteApp,
+    BindAppSlot,
+    UnbindAppSlot,
+    PublishApp,
+    ExportApp,
+    ImportApp,
 }
 
 /// What an RPC is about, which decides the targets it is called with.
@@ -132,7 +148,7 @@ enum Scope {
 
 /// The matrix's rows, in the order they run. DeleteOrg is last: were a deletion to go
 /// through, it would break no later row.
-const TABLE: [(Rpc, Service, Scope); 30] = [
+const TABLE: [(Rpc, Service, Scope); 40] = [
     (Rpc::CreateOrg, Service::Org, Scope::Region),
     (Rpc::GetOrg, Service::Org, Scope::Org),
     (Rpc::ListOrgs, Service::Org, Scope::Region),
@@ -162,6 +178,16 @@ const TABLE: [(Rpc, Service, Scope); 30] = [
     (Rpc::UpdatePhoneNumber, Service::Access, Scope::Org),
     (Rpc::DeletePhoneNumber, Service::Access, Scope::Org),
     (Rpc::ListAuditEvents, Service::Access, Scope::Org),
+    (Rpc::CreateApp, Service::App, Scope::Org),
+    (Rpc::GetApp, Service::App, Scope::Org),
+    (Rpc::ListApps, Service::App, Scope::Org),
+    (Rpc::UpdateApp, Service::App, Scope::Org),
+    (Rpc::DeleteApp, Service::App, Scope::Org),
+    (Rpc::BindAppSlot, Service::App, Scope::Org),
+    (Rpc::UnbindAppSlot, Service::App, Scope::Org),
+    (Rpc::PublishApp, Service::App, Scope::Org),
+    (Rpc::ExportApp, Service::App, Scope::Org),
+    (Rpc::ImportApp, Service::App, Scope::Org),
     (Rpc::DeleteOrg, Service::Org, Scope::Org),
 ];
 
@@ -278,8 +304,11 @@ fn access(rpc: Rpc, org: &OrgId) -> Option<Access> {
         Rpc::GetPhoneNumber => return Some(QueryKind::GetPhoneNumber.access()),
         Rpc::ListPhoneNumbers => return Some(QueryKind::ListPhoneNumbers.access()),
         Rpc::ListAuditEvents => return Some(QueryKind::ListAuditEvents.access()),
+        Rpc::GetApp => return Some(QueryKind::GetApp.access()),
+        Rpc::ListApps => return Some(QueryKind::ListApps.access()),
+        Rpc::ExportApp => return Some(QueryKind::ExportApp.access()),
         Rpc::CreateOrg => Op::CreateOrg { id, name: s() },
-        Rpc::UpdateOrg => Op::UpdateOrg { id, name: s(), expected_version: None },
+        Rpc::UpdateOrg => Op::UpdateOrg { id, name: Some(s()), allowed_import_regions: None, expected_version: None },
         Rpc::DeleteOrg => Op::DeleteOrg { id, expected_version: None },
         Rpc::AddMember => Op::AddMember { org_id, user_id: s(), role: Role::Viewer },
         Rpc::SetMemberRole => Op::SetMemberRole { org_id, user_id: s(), role: Role::Viewer },
@@ -298,6 +327,36 @@ fn access(rpc: Rpc, org: &OrgId) -> Option<Access> {
         Rpc::CreatePhoneNumber => Op::CreatePhoneNumber { org_id, number: s(), label: s() },
         Rpc::UpdatePhoneNumber => Op::UpdatePhoneNumber { org_id, number: s(), label: s(), expected_version: None },
         Rpc::DeletePhoneNumber => Op::DeletePhoneNumber { org_id, number: s() },
+        Rpc::CreateApp => Op::CreateApp {
+            org_id,
+            app_id: AppId::from_u128(1),
+            name: s(),
+            definition: s(),
+            assets: Default::default(),
+            slots: Default::default(),
+        },
+        Rpc::UpdateApp => Op::UpdateApp {
+            org_id,
+            app_id: AppId::from_u128(1),
+            name: None,
+            definition: None,
+            slots: None,
+            expected_version: None,
+        },
+        Rpc::DeleteApp => Op::DeleteApp { org_id, app_id: AppId::from_u128(1), expected_version: None },
+        Rpc::BindAppSlot => Op::BindAppSlot { org_id, app_id: AppId::from_u128(1), slot: s(), resource_id: s() },
+        Rpc::UnbindAppSlot => Op::UnbindAppSlot { org_id, app_id: AppId::from_u128(1), slot: s() },
+        Rpc::PublishApp => Op::PublishApp { org_id, app_id: AppId::from_u128(1), expected_version: None },
+        Rpc::ImportApp => Op::ImportApp {
+            org_id,
+            app_id: AppId::from_u128(1),
+            name: s(),
+            definition: s(),
+            assets: Default::default(),
+            slots: Default::default(),
+            source_org_id: s(),
+            source_region: Region::Eu,
+        },
     };
     Some(op.access())
 }
@@ -408,8 +467,31 @@ fn phone(n: u64) -> String {
 const SHARED_PHONE: &str = "+4930999999";
 const SHARED_INTEGRATION: &str = "shared";
 
-/// Makes what cell `n` of `rpc` acts on in `org`, as the platform admin.
-async fn prepare(ops: &Client, rpc: Rpc, org: &str, n: u64) {
+/// The app of a cell's fixture: one slot for the shared integration's kind, unbound.
+fn app_spec(n: u64) -> AppSpec {
+    AppSpec {
+        name: format!("app {n}"),
+        definition: r#"{"steps":[]}"#.into(),
+        slots: vec![("sms".into(), ResourceKind::Integration("twilio".into()))],
+        assets: Vec::new(),
+    }
+}
+
+/// Makes what cell `n` of `rpc` acts on in `org`, as the platform admin; returns the id of the
+/// app it made, if any.
+async fn prepare(ops: &Client, rpc: Rpc, org: &str, n: u64) -> Option<String> {
+    if matches!(
+        rpc,
+        Rpc::GetApp | Rpc::UpdateApp | Rpc::DeleteApp | Rpc::BindAppSlot | Rpc::UnbindAppSlot | Rpc::ExportApp
+    ) {
+        let app = ops.create_app(org, &app_spec(n)).await;
+        return Some(app.unwrap_or_else(|e| panic!("the app of {rpc:?} cell {n} in {org}: {e}")).id);
+    }
+    if rpc == Rpc::PublishApp {
+        // No slots: publishable as soon as it exists.
+        let app = ops.create_app(org, &AppSpec { slots: Vec::new(), ..app_spec(n) }).await;
+        return Some(app.unwrap_or_else(|e| panic!("the app of {rpc:?} cell {n} in {org}: {e}")).id);
+    }
     let made = match rpc {
         Rpc::SetMemberRole | Rpc::RemoveMember => ops.add_member(org, &format!("u{n}"), Role::Viewer).await.map(drop),
         Rpc::UpdateRole | Rpc::DeleteRole => {
@@ -426,6 +508,7 @@ async fn prepare(ops: &Client, rpc: Rpc, org: &str, n: u64) {
         _ => Ok(()),
     };
     made.unwrap_or_else(|e| panic!("the fixture of {rpc:?} cell {n} in {org}: {e}"));
+    None
 }
 
 fn request<T>(message: T, token: Option<&str>) -> Request<T> {
@@ -437,10 +520,19 @@ fn request<T>(message: T, token: Option<&str>) -> Request<T> {
     request
 }
 
-/// Calls `rpc` about `target` (an org id, a region, a user id or nothing) through the router.
-async fn call(channel: Channel, token: Option<String>, rpc: Rpc, target: String, n: u64) -> Result<(), Status> {
+/// Calls `rpc` about `target` (an org id, a region, a user id or nothing) through the router;
+/// `app_id` is the cell's app (a well-formed id nobody has, about a missing org).
+async fn call(
+    channel: Channel,
+    token: Option<String>,
+    rpc: Rpc,
+    target: String,
+    n: u64,
+    app_id: String,
+) -> Result<(), Status> {
     let mut orgs = OrgServiceClient::new(channel.clone());
-    let mut access = AccessServiceClient::new(channel);
+    let mut access = AccessServiceClient::new(channel.clone());
+    let mut apps = AppServiceClient::new(channel);
     let t = token.as_deref();
     let org_id = target.clone();
     let rid = String::new;
@@ -587,6 +679,65 @@ async fn call(channel: Channel, token: Option<String>, rpc: Rpc, target: String,
             let m = v1::ListAuditEventsRequest { org_id, ..Default::default() };
             access.list_audit_events(request(m, t)).await.map(drop)
         }
+        Rpc::CreateApp => {
+            let m = v1::CreateAppRequest {
+                org_id,
+                name: format!("app {n}"),
+                definition: "{}".into(),
+                slots: vec![v1::AppSlotSpec { name: "line".into(), kind: "phone_number".into() }],
+                ..Default::default()
+            };
+            apps.create_app(request(m, t)).await.map(drop)
+        }
+        Rpc::GetApp => {
+            apps.get_app(request(v1::GetAppRequest { org_id, app_id, ..Default::default() }, t)).await.map(drop)
+        }
+        Rpc::ListApps => {
+            apps.list_apps(request(v1::ListAppsRequest { org_id, ..Default::default() }, t)).await.map(drop)
+        }
+        Rpc::UpdateApp => {
+            let m = v1::UpdateAppRequest { org_id, app_id, name: Some(format!("renamed {n}")), ..Default::default() };
+            apps.update_app(request(m, t)).await.map(drop)
+        }
+        Rpc::DeleteApp => {
+            apps.delete_app(request(v1::DeleteAppRequest { org_id, app_id, ..Default::default() }, t)).await.map(drop)
+        }
+        Rpc::BindAppSlot => {
+            let m = v1::BindAppSlotRequest {
+                org_id,
+                app_id,
+                slot: "sms".into(),
+                resource_id: SHARED_INTEGRATION.into(),
+                request_id: rid(),
+            };
+            apps.bind_app_slot(request(m, t)).await.map(drop)
+        }
+        Rpc::UnbindAppSlot => {
+            let m = v1::UnbindAppSlotRequest { org_id, app_id, slot: "sms".into(), request_id: rid() };
+            apps.unbind_app_slot(request(m, t)).await.map(drop)
+        }
+        Rpc::PublishApp => {
+            let m = v1::PublishAppRequest { org_id, app_id, ..Default::default() };
+            apps.publish_app(request(m, t)).await.map(drop)
+        }
+        Rpc::ExportApp => {
+            let m = v1::ExportAppRequest { org_id, app_id, ..Default::default() };
+            let mut stream = apps.export_app(request(m, t)).await?.into_inner();
+            while stream.message().await?.is_some() {}
+            Ok(())
+        }
+        Rpc::ImportApp => {
+            // A valid archive exported from region eu, this org's own region: allowed by
+            // every org's residency policy.
+            let header = v1::ImportAppHeader { org_id, request_id: rid() };
+            let messages = vec![
+                v1::ImportAppChunk { part: Some(v1::import_app_chunk::Part::Header(header)) },
+                v1::ImportAppChunk {
+                    part: Some(v1::import_app_chunk::Part::Data(orgplane_appzip::corpus::valid_archive())),
+                },
+            ];
+            apps.import_app(request(futures::stream::iter(messages), t)).await.map(drop)
+        }
     }
 }
 
@@ -607,10 +758,10 @@ async fn start_router(region: &TestRegion) -> (String, oneshot::Sender<()>) {
     (addr, stop)
 }
 
-/// The methods of OrgService and AccessService as the proto declares them.
+/// The methods of OrgService, AccessService and AppService as the proto declares them.
 fn declared_methods() -> BTreeSet<(String, String)> {
     let set = prost_types::FileDescriptorSet::decode(orgplane_proto::FILE_DESCRIPTOR_SET).expect("the descriptor");
-    let wanted = [Service::Org.full_name(), Service::Access.full_name()];
+    let wanted = [Service::Org.full_name(), Service::Access.full_name(), Service::App.full_name()];
     let mut methods = BTreeSet::new();
     for file in set.file {
         let package = file.package().to_string();
@@ -625,7 +776,7 @@ fn declared_methods() -> BTreeSet<(String, String)> {
 }
 
 #[test]
-fn the_matrix_has_one_row_per_method_of_both_services() {
+fn the_matrix_has_one_row_per_method_of_every_service() {
     let rows: BTreeSet<(String, String)> =
         TABLE.iter().map(|(rpc, service, _)| (service.full_name().to_string(), format!("{rpc:?}"))).collect();
     assert_eq!(rows.len(), TABLE.len(), "a row appears twice");
@@ -651,6 +802,15 @@ fn the_policy_says_an_agent_cannot_integrate_and_a_developer_can() {
         Expected::new(Code::PermissionDenied, "resources.integrate")
     );
     assert_eq!(expected(Rpc::CreateIntegration, Caller::Developer, Target::OrgA, &orgs), Expected::ok());
+    assert_eq!(
+        expected(Rpc::ImportApp, Caller::Agent, Target::OrgA, &orgs),
+        Expected::new(Code::PermissionDenied, "apps.transfer")
+    );
+    assert_eq!(
+        expected(Rpc::PublishApp, Caller::Agent, Target::OrgA, &orgs),
+        Expected::new(Code::PermissionDenied, "apps.publish")
+    );
+    assert_eq!(expected(Rpc::ExportApp, Caller::OtherOrgMember, Target::OrgA, &orgs).code, Code::NotFound);
 }
 
 /// One cell's outcome, for the report.
@@ -743,11 +903,14 @@ async fn every_rpc_by_every_caller_about_every_org_answers_as_the_policy_says() 
                     Target::Nothing => String::new(),
                     org => orgs.id(org).expect("an org target").to_string(),
                 };
-                if matches!(target, Target::OrgA | Target::OrgB) {
-                    prepare(ops, rpc, &target_id, n).await;
-                }
+                let app_id = if matches!(target, Target::OrgA | Target::OrgB) {
+                    prepare(ops, rpc, &target_id, n).await
+                } else {
+                    None
+                };
+                let app_id = app_id.unwrap_or_else(|| AppId::from_u128(u128::from(n)).to_string());
                 let expected = expected(rpc, caller, target, orgs);
-                let got = call(channel, caller.token(), rpc, target_id.clone(), n).await;
+                let got = call(channel, caller.token(), rpc, target_id.clone(), n, app_id).await;
                 Cell { rpc, caller, target, target_id, expected, got }
             }
         });

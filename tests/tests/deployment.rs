@@ -131,6 +131,7 @@ async fn a_region_down_fails_fast_and_only_for_its_orgs() {
                 name: format!("still-{region}"),
                 expected_version: None,
                 request_id: String::new(),
+                allowed_import_regions: None,
             })
             .await;
         assert!(w.is_ok(), "{region}: {w:?}");

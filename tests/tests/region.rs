@@ -100,6 +100,7 @@ async fn any_node_accepts_writes_and_reads_are_linearizable_everywhere() {
             name: "Acme 2".into(),
             expected_version: Some(1),
             request_id: String::new(),
+            allowed_import_regions: None,
         })
         .await
         .unwrap()
@@ -113,6 +114,7 @@ async fn any_node_accepts_writes_and_reads_are_linearizable_everywhere() {
             name: "lost".into(),
             expected_version: Some(1),
             request_id: String::new(),
+            allowed_import_regions: None,
         })
         .await
         .unwrap_err();
@@ -270,6 +272,7 @@ async fn a_retried_request_id_applies_once_even_across_a_leader_change() {
         name: "Renamed".into(),
         expected_version: None,
         request_id: "rename-1".into(),
+        allowed_import_regions: None,
     };
     let first = c.update_org(req.clone()).await.unwrap().into_inner().org.unwrap();
     region.stop(leader).await;

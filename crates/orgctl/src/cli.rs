@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cmd::access::{AuditCommand, IntegrationCommand, InviteCommand, PhoneCommand, RoleCommand};
+use crate::cmd::app::AppCommand;
 use crate::cmd::backup::BackupArgs;
 use crate::cmd::cluster::ClusterCommand;
 use crate::cmd::member::MemberCommand;
@@ -96,6 +97,9 @@ pub enum Command {
     /// An org's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// An org's apps: build, bind, publish, export to a ZIP and import into another org.
+    #[command(subcommand)]
+    App(AppCommand),
 }
 
 fn parse_endpoint(text: &str) -> Result<String, String> {
@@ -174,9 +178,41 @@ mod tests {
             "org update eu-1 --name New --expected-version 3",
             Command::Org(OrgCommand::Update {
                 id: "eu-1".into(),
-                name: "New".into(),
+                name: Some("New".into()),
+                allow_import_from: None,
                 expected_version: Some(3),
                 request_id: None,
+            }),
+        );
+        check(
+            "org update us-1 --allow-import-from eu apac",
+            Command::Org(OrgCommand::Update {
+                id: "us-1".into(),
+                name: None,
+                allow_import_from: Some(vec![Region::Eu, Region::Apac]),
+                expected_version: None,
+                request_id: None,
+            }),
+        );
+        check(
+            "app create eu-1 --name Bot --definition bot.json --slot sms:integration:twilio --slot line:phone_number",
+            Command::App(AppCommand::Create {
+                org: "eu-1".into(),
+                name: "Bot".into(),
+                definition: "bot.json".into(),
+                slots: vec![
+                    ("sms".into(), "integration:twilio".parse().unwrap()),
+                    ("line".into(), orgplane_model::ResourceKind::PhoneNumber),
+                ],
+            }),
+        );
+        check(
+            "app export eu-1 app-1 -o bot.zip",
+            Command::App(AppCommand::Export {
+                org: "eu-1".into(),
+                app: "app-1".into(),
+                file: "bot.zip".into(),
+                force: false,
             }),
         );
         check(
@@ -286,6 +322,8 @@ mod tests {
         check_refused("role create eu-1 support --permission org.own", ErrorKind::ValueValidation);
         check_refused("role create eu-1 support", ErrorKind::MissingRequiredArgument);
         check_refused("integration create eu-1 --kind k --name n --config novalue", ErrorKind::ValueValidation);
+        check_refused("app create eu-1 --name n --definition d.json --slot sms:fax", ErrorKind::ValueValidation);
+        check_refused("org update eu-1", ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum CommandError {
     /// The backup file exists and `--force` was not given.
     #[error("{} exists; nothing was written", .path.display())]
     FileExists { path: PathBuf },
+    /// An app file (a definition, an archive) could not be read or written.
+    #[error("{}: {action}: {source}", .path.display())]
+    AppFile { path: PathBuf, action: &'static str, source: std::io::Error },
     /// The backup could not be written, or the file did not check out; no file was left.
     #[error("backup to {}: {source}", .path.display())]
     BackupFile { path: PathBuf, source: BackupFileError },
@@ -28,6 +31,7 @@ impl CommandError {
             CommandError::Client(err) => err.code_name(),
             CommandError::FileExists { .. } => "ALREADY_EXISTS",
             CommandError::BackupFile { source: BackupFileError::Io { .. }, .. } => "INTERNAL",
+            CommandError::AppFile { .. } => "INTERNAL",
             CommandError::BackupFile { .. } => "DATA_LOSS",
         }
     }
@@ -47,6 +51,9 @@ impl CommandError {
             CommandError::FileExists { .. } => "pass --force to replace it, or name another file",
             CommandError::BackupFile { source: BackupFileError::Io { .. }, .. } => {
                 "check that the file's directory exists, is writable and has room; then run the backup again"
+            }
+            CommandError::AppFile { .. } => {
+                "check the file's path, that it is readable, and that its directory is writable"
             }
             CommandError::BackupFile { .. } => {
                 "the backup was damaged on its way or on disk and was not kept; run the backup again"

@@ -408,6 +408,7 @@ struct OrgJson<'a> {
     epoch: u64,
     create_time_ms: u64,
     update_time_ms: u64,
+    allowed_import_regions: &'a [String],
 }
 
 impl<'a> From<&'a v1::Org> for OrgJson<'a> {
@@ -420,6 +421,7 @@ impl<'a> From<&'a v1::Org> for OrgJson<'a> {
             epoch: org.epoch,
             create_time_ms: org.create_time_ms,
             update_time_ms: org.update_time_ms,
+            allowed_import_regions: &org.allowed_import_regions,
         }
     }
 }
@@ -610,6 +612,7 @@ fn org_fields(org: &v1::Org) -> Vec<(&'static str, String)> {
         ("epoch", org.epoch.to_string()),
         ("created", format_time_ms(org.create_time_ms)),
         ("updated", format_time_ms(org.update_time_ms)),
+        ("imports", org.allowed_import_regions.join(",")),
     ]
 }
 
@@ -622,7 +625,7 @@ fn next_page_line(token: &Option<String>) -> String {
 
 /// Control characters (which the server refuses in names, but a table must never pass to the
 /// terminal) shown escaped.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     if text.chars().any(char::is_control) {
         text.chars()
             .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })

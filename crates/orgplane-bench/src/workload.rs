@@ -231,6 +231,7 @@ impl Workload {
                     name: format!("bench update {n}"),
                     expected_version: state.owned_version,
                     request_id: self.request_id(n),
+                    allowed_import_regions: None,
                 };
                 let result = client.update_org(request).await;
                 state.owned_version =

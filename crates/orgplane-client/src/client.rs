@@ -10,6 +10,7 @@ use orgplane_model::{Region, Role};
 use orgplane_proto::v1;
 use orgplane_proto::v1::access_service_client::AccessServiceClient;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
+use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use tonic::{Request, Response, Status};
@@ -40,6 +41,7 @@ pub struct Client {
     cluster: ClusterServiceClient<Transport>,
     admin: AdminServiceClient<Transport>,
     pub(crate) access: AccessServiceClient<Transport>,
+    pub(crate) apps: AppServiceClient<Transport>,
     pub(crate) options: Arc<ClientOptions>,
     pub(crate) endpoint: Arc<str>,
 }
@@ -68,10 +70,13 @@ impl Client {
         let access = AccessServiceClient::with_interceptor(channel.clone(), credentials.clone())
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
+        let apps = AppServiceClient::with_interceptor(channel.clone(), credentials.clone())
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes);
         let cluster = ClusterServiceClient::with_interceptor(channel, credentials)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
-        Ok(Client { org, cluster, admin, access, options: Arc::new(options), endpoint: endpoint.trim().into() })
+        Ok(Client { org, cluster, admin, access, apps, options: Arc::new(options), endpoint: endpoint.trim().into() })
     }
 
     /// The endpoint as given.
@@ -175,6 +180,45 @@ impl Client {
             name: name.to_string(),
             expected_version,
             request_id: request_id.to_string(),
+            allowed_import_regions: None,
+        };
+        let response =
+            self.write("update_org", request_id, message, |mut client, request| async move {
+                client.update_org(request).await
+            })
+            .await?;
+        required("update_org", "org", response.org)
+    }
+
+    /// Replaces the org's residency policy for app imports: the regions (besides its own, which
+    /// is always allowed) whose app exports may be imported into it. Needs org.update.
+    pub async fn set_allowed_import_regions(
+        &self,
+        org: impl OrgRef,
+        regions: &[Region],
+        expected_version: Option<u64>,
+    ) -> Result<v1::Org, ClientError> {
+        self.update_org_with_import_regions(org, None, regions, expected_version, &RequestId::generate()).await
+    }
+
+    /// Replaces the residency policy (see [`Client::set_allowed_import_regions`]) and, when
+    /// `name` is given, renames the org in the same write.
+    pub async fn update_org_with_import_regions(
+        &self,
+        org: impl OrgRef,
+        name: Option<&str>,
+        regions: &[Region],
+        expected_version: Option<u64>,
+        request_id: &RequestId,
+    ) -> Result<v1::Org, ClientError> {
+        let message = v1::UpdateOrgRequest {
+            org_id: org.org_id_text(),
+            name: name.unwrap_or_default().to_string(),
+            expected_version,
+            request_id: request_id.to_string(),
+            allowed_import_regions: Some(v1::ImportRegions {
+                regions: regions.iter().map(ToString::to_string).collect(),
+            }),
         };
         let response =
             self.write("update_org", request_id, message, |mut client, request| async move {

@@ -35,6 +35,14 @@ pub enum ClientError {
     /// token that does not advance).
     #[error("{rpc}: malformed answer: {reason}")]
     MalformedResponse { rpc: &'static str, reason: String },
+    /// Reading what a call sends (an app archive) or writing what it receives failed locally.
+    #[error("{rpc}: {context}: {source}")]
+    Io {
+        rpc: &'static str,
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ClientError {
@@ -52,6 +60,7 @@ impl ClientError {
             | ClientError::InvalidOptions { .. } => Code::InvalidArgument,
             ClientError::Status { status, .. } => status.code(),
             ClientError::MalformedResponse { .. } => Code::Internal,
+            ClientError::Io { .. } => Code::Unknown,
         }
     }
 
@@ -119,6 +128,7 @@ impl ClientError {
             ClientError::MalformedResponse { .. } => {
                 "the server broke the API contract; check that client and server versions match"
             }
+            ClientError::Io { .. } => "check the local file: its path, permissions and free space",
         }
     }
 }

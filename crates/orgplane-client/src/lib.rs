@@ -23,6 +23,8 @@
 //! Layout:
 //! - [`client`] holds [`Client`], one method per RPC; [`access`] adds those of `AccessService`
 //!   (roles, invitations, integrations, phone numbers, the audit log);
+//! - [`apps`] adds those of `AppService` (apps, slots, publishing, export to a writer and
+//!   import from a reader);
 //! - [`backup`] holds [`BackupStream`], a region's backup as it arrives, checked as it goes;
 //! - [`types`] holds [`RequestId`], [`Consistency`], [`PageRequest`], [`Page`], [`OrgRead`] and
 //!   [`UserOrgs`];
@@ -35,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod apps;
 pub mod backup;
 pub mod client;
 pub mod error;
@@ -46,6 +49,7 @@ pub mod types;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use apps::{AppSpec, AppUpdate, ExportedApp, Progress};
 pub use backup::BackupStream;
 pub use client::Client;
 pub use error::{code_name, hint_for_code, ClientError};

@@ -322,6 +322,7 @@ impl OrgService for FakeService {
                 epoch: 1,
                 create_time_ms: now,
                 update_time_ms: now,
+                allowed_import_regions: vec![region.to_string()],
             };
             state.orgs.insert(id, org.clone());
             Ok(Applied::Org(org))

@@ -47,9 +47,9 @@ pub struct AuditEvent {
 /// What a command acted on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditTarget {
-    /// `org`, `member`, `role`, `invitation`, `integration` or `phone_number`.
+    /// `org`, `member`, `role`, `invitation`, `integration`, `phone_number` or `app`.
     pub kind: String,
-    /// The org id, user id, role name, email, integration name or number.
+    /// The org id, user id, role name, email, integration name, number or app id.
     pub id: String,
 }
 
@@ -93,8 +93,17 @@ pub fn describe(op: &Op, actor: &Actor) -> (AuditTarget, BTreeMap<String, String
         detail.insert(key.to_string(), clip(&value));
     };
     let target = match op {
-        Op::CreateOrg { id, name } | Op::UpdateOrg { id, name, .. } => {
+        Op::CreateOrg { id, name } => {
             note("name", name.clone());
+            target("org", &id.to_string())
+        }
+        Op::UpdateOrg { id, name, allowed_import_regions, .. } => {
+            if let Some(name) = name {
+                note("name", name.clone());
+            }
+            if let Some(regions) = allowed_import_regions {
+                note("allowed_import_regions", join(regions.iter().map(|r| r.as_str())));
+            }
             target("org", &id.to_string())
         }
         Op::DeleteOrg { id, .. } => target("org", &id.to_string()),
@@ -142,6 +151,37 @@ pub fn describe(op: &Op, actor: &Actor) -> (AuditTarget, BTreeMap<String, String
             target("phone_number", number)
         }
         Op::DeletePhoneNumber { number, .. } => target("phone_number", number),
+        Op::CreateApp { app_id, name, slots, .. } => {
+            note("name", name.clone());
+            note("slots", join(slots.keys().map(String::as_str)));
+            target("app", app_id.as_str())
+        }
+        Op::UpdateApp { app_id, name, slots, .. } => {
+            if let Some(name) = name {
+                note("name", name.clone());
+            }
+            if let Some(slots) = slots {
+                note("slots", join(slots.keys().map(String::as_str)));
+            }
+            target("app", app_id.as_str())
+        }
+        Op::DeleteApp { app_id, .. } | Op::PublishApp { app_id, .. } => target("app", app_id.as_str()),
+        Op::BindAppSlot { app_id, slot, resource_id, .. } => {
+            note("slot", slot.clone());
+            note("resource", resource_id.clone());
+            target("app", app_id.as_str())
+        }
+        Op::UnbindAppSlot { app_id, slot, .. } => {
+            note("slot", slot.clone());
+            target("app", app_id.as_str())
+        }
+        Op::ImportApp { app_id, name, slots, source_org_id, source_region, .. } => {
+            note("name", name.clone());
+            note("slots", join(slots.keys().map(String::as_str)));
+            note("source_org_id", source_org_id.clone());
+            note("source_region", source_region.to_string());
+            target("app", app_id.as_str())
+        }
     };
     (target, detail)
 }

@@ -3,15 +3,19 @@
 //! carries every value that must be the same everywhere (the new org's id, the time, the
 //! actor).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::actor::Actor;
+use crate::app::{App, AppId, ResourceKind};
 use crate::error::DomainError;
 use crate::id::OrgId;
 use crate::invitation::Invitation;
 use crate::org::{Member, Org};
 use crate::permission::{Permission, PermissionSet};
 use crate::policy::Access;
+use crate::region::Region;
 use crate::resource::{ConfigEntry, IntegrationView, PhoneNumber};
 use crate::role::{CustomRole, Role};
 
@@ -42,10 +46,14 @@ pub enum Op {
         id: OrgId,
         name: String,
     },
-    /// Rename an org. With `expected_version`, refused unless it is the org's current version.
+    /// Rename an org and/or replace its residency policy (the other regions whose apps may be
+    /// imported); `None` keeps that part. With `expected_version`, refused unless it is the
+    /// org's current version. (A plain string `name` of older entries reads as `Some`.)
     UpdateOrg {
         id: OrgId,
-        name: String,
+        name: Option<String>,
+        #[serde(default)]
+        allowed_import_regions: Option<BTreeSet<Region>>,
         expected_version: Option<u64>,
     },
     /// Delete an org with its members, roles, invitations and resources. Its audit log stays
@@ -145,6 +153,64 @@ pub enum Op {
         org_id: OrgId,
         number: String,
     },
+    /// Create an app with unbound slots. The id was chosen by the accepting node.
+    CreateApp {
+        org_id: OrgId,
+        app_id: AppId,
+        name: String,
+        definition: String,
+        #[serde(with = "crate::app::assets_base64")]
+        assets: BTreeMap<String, Vec<u8>>,
+        slots: BTreeMap<String, ResourceKind>,
+    },
+    /// Change an app; `None` keeps that part. New `slots` replace the old: a slot that keeps
+    /// its name and kind keeps its binding, a removed or retyped slot drops it.
+    UpdateApp {
+        org_id: OrgId,
+        app_id: AppId,
+        name: Option<String>,
+        definition: Option<String>,
+        slots: Option<BTreeMap<String, ResourceKind>>,
+        expected_version: Option<u64>,
+    },
+    DeleteApp {
+        org_id: OrgId,
+        app_id: AppId,
+        expected_version: Option<u64>,
+    },
+    /// Bind a slot to a resource of the app's own org (an integration name or a phone number)
+    /// of the slot's kind.
+    BindAppSlot {
+        org_id: OrgId,
+        app_id: AppId,
+        slot: String,
+        resource_id: String,
+    },
+    UnbindAppSlot {
+        org_id: OrgId,
+        app_id: AppId,
+        slot: String,
+    },
+    /// Publish the app's current version: refused unless every slot is bound to a resource
+    /// that exists.
+    PublishApp {
+        org_id: OrgId,
+        app_id: AppId,
+        expected_version: Option<u64>,
+    },
+    /// Create an app from an export of another (or the same) org, every slot unbound. Refused
+    /// unless the org's residency policy allows `source_region`.
+    ImportApp {
+        org_id: OrgId,
+        app_id: AppId,
+        name: String,
+        definition: String,
+        #[serde(with = "crate::app::assets_base64")]
+        assets: BTreeMap<String, Vec<u8>>,
+        slots: BTreeMap<String, ResourceKind>,
+        source_org_id: String,
+        source_region: Region,
+    },
 }
 
 impl Op {
@@ -170,6 +236,13 @@ impl Op {
             Op::CreatePhoneNumber { .. } => "create_phone_number",
             Op::UpdatePhoneNumber { .. } => "update_phone_number",
             Op::DeletePhoneNumber { .. } => "delete_phone_number",
+            Op::CreateApp { .. } => "create_app",
+            Op::UpdateApp { .. } => "update_app",
+            Op::DeleteApp { .. } => "delete_app",
+            Op::BindAppSlot { .. } => "bind_app_slot",
+            Op::UnbindAppSlot { .. } => "unbind_app_slot",
+            Op::PublishApp { .. } => "publish_app",
+            Op::ImportApp { .. } => "import_app",
         }
     }
 
@@ -191,7 +264,14 @@ impl Op {
             | Op::DeleteIntegration { org_id, .. }
             | Op::CreatePhoneNumber { org_id, .. }
             | Op::UpdatePhoneNumber { org_id, .. }
-            | Op::DeletePhoneNumber { org_id, .. } => org_id,
+            | Op::DeletePhoneNumber { org_id, .. }
+            | Op::CreateApp { org_id, .. }
+            | Op::UpdateApp { org_id, .. }
+            | Op::DeleteApp { org_id, .. }
+            | Op::BindAppSlot { org_id, .. }
+            | Op::UnbindAppSlot { org_id, .. }
+            | Op::PublishApp { org_id, .. }
+            | Op::ImportApp { org_id, .. } => org_id,
         }
     }
 
@@ -216,6 +296,13 @@ impl Op {
             | Op::CreatePhoneNumber { .. }
             | Op::UpdatePhoneNumber { .. }
             | Op::DeletePhoneNumber { .. } => Access::Permission(P::ResourcesIntegrate),
+            Op::CreateApp { .. }
+            | Op::UpdateApp { .. }
+            | Op::DeleteApp { .. }
+            | Op::BindAppSlot { .. }
+            | Op::UnbindAppSlot { .. } => Access::Permission(P::AppsBuild),
+            Op::PublishApp { .. } => Access::Permission(P::AppsPublish),
+            Op::ImportApp { .. } => Access::Permission(P::AppsTransfer),
         }
     }
 }
@@ -244,7 +331,44 @@ pub enum CommandOutcome {
     IntegrationDeleted,
     PhoneNumber(PhoneNumber),
     PhoneNumberDeleted,
+    /// The app as it is after the command (created, changed, bound, published or imported),
+    /// without its definition and assets ([`App::summary`]).
+    App(App),
+    AppDeleted,
 }
 
 /// The replicated answer to a command: an outcome or a deterministic refusal.
 pub type CommandResult = Result<CommandOutcome, DomainError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Raft entries written before apps existed still read: `UpdateOrg`'s name was a plain
+    /// string and it had no residency field.
+    #[test]
+    fn an_update_org_entry_of_the_previous_shape_reads() {
+        let id = OrgId::from_u128(Region::Eu, 7);
+        let old = format!(r#"{{"UpdateOrg":{{"id":"{id}","name":"Acme 2","expected_version":3}}}}"#);
+        let op: Op = serde_json::from_str(&old).unwrap();
+        assert_eq!(
+            op,
+            Op::UpdateOrg { id, name: Some("Acme 2".into()), allowed_import_regions: None, expected_version: Some(3) }
+        );
+    }
+
+    #[test]
+    fn commands_carry_assets_as_base64() {
+        let op = Op::CreateApp {
+            org_id: OrgId::from_u128(Region::Eu, 7),
+            app_id: AppId::from_u128(1),
+            name: "a".into(),
+            definition: "{}".into(),
+            assets: BTreeMap::from([("icon.png".to_string(), vec![0, 1, 2, 255])]),
+            slots: BTreeMap::new(),
+        };
+        let json = serde_json::to_string(&op).unwrap();
+        assert!(json.contains("AAEC/w=="), "{json}");
+        assert_eq!(serde_json::from_str::<Op>(&json).unwrap(), op);
+    }
+}

@@ -43,13 +43,7 @@ pub enum OrgIdError {
 impl OrgId {
     /// Builds the id of a new org in `region` from 128 bits that the caller chose (a UUIDv7).
     pub fn from_u128(region: Region, value: u128) -> OrgId {
-        let mut suffix = String::with_capacity(ORG_ID_SUFFIX_LEN);
-        // 26 characters of 5 bits carry 130 bits; the first character holds the top 3 bits.
-        for i in (0..ORG_ID_SUFFIX_LEN).rev() {
-            let digit = ((value >> (i * 5)) & 0x1f) as usize;
-            suffix.push(CROCKFORD[digit] as char);
-        }
-        OrgId { region, suffix }
+        OrgId { region, suffix: base32_128(value) }
     }
 
     /// The region the org was created in, which the id names.
@@ -60,6 +54,25 @@ impl OrgId {
     pub fn as_string(&self) -> String {
         self.to_string()
     }
+}
+
+/// 128 bits as 26 lowercase Crockford base32 characters (the suffix of org and app ids).
+pub(crate) fn base32_128(value: u128) -> String {
+    let mut suffix = String::with_capacity(ORG_ID_SUFFIX_LEN);
+    // 26 characters of 5 bits carry 130 bits; the first character holds the top 3 bits.
+    for i in (0..ORG_ID_SUFFIX_LEN).rev() {
+        let digit = ((value >> (i * 5)) & 0x1f) as usize;
+        suffix.push(CROCKFORD[digit] as char);
+    }
+    suffix
+}
+
+/// Whether `suffix` is what [`base32_128`] makes.
+pub(crate) fn is_base32_128(suffix: &str) -> bool {
+    suffix.len() == ORG_ID_SUFFIX_LEN
+        && suffix.bytes().all(|b| CROCKFORD.contains(&b))
+        // The first character carries only the top 3 of 130 bits.
+        && matches!(suffix.as_bytes()[0], b'0'..=b'7')
 }
 
 impl fmt::Display for OrgId {
@@ -87,11 +100,7 @@ impl FromStr for OrgId {
             }
             _ => return Err(malformed()),
         };
-        if suffix.len() != ORG_ID_SUFFIX_LEN || !suffix.bytes().all(|b| CROCKFORD.contains(&b)) {
-            return Err(malformed());
-        }
-        // The first character carries only the top 3 of 130 bits.
-        if !matches!(suffix.as_bytes()[0], b'0'..=b'7') {
+        if !is_base32_128(suffix) {
             return Err(malformed());
         }
         Ok(OrgId { region, suffix: suffix.to_string() })

@@ -5,7 +5,7 @@
 //!
 //! Layout:
 //! - [`region`], [`id`]: regions and org ids (an org id names the region it was created in);
-//! - [`org`], [`role`], [`invitation`], [`resource`]: the records kept per org;
+//! - [`org`], [`role`], [`invitation`], [`resource`], [`app`]: the records kept per org;
 //! - [`permission`], [`actor`], [`policy`]: permissions and the built-in roles' sets, who acts,
 //!   and the policy table with the checks that `apply` and the node share;
 //! - [`audit`]: the audit log's events;
@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod actor;
+pub mod app;
 pub mod audit;
 pub mod command;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod state;
 pub mod validate;
 
 pub use actor::{Actor, UserActor};
+pub use app::{App, AppId, ResourceKind, Slot};
 pub use audit::{AuditEvent, AuditFilter, AuditOutcome, AuditTarget};
 pub use command::{Command, CommandOutcome, CommandResult, Op};
 pub use error::DomainError;

@@ -33,14 +33,14 @@ pub enum Permission {
     ResourcesRead,
     /// `resources.integrate`: create, update and delete integrations and phone numbers.
     ResourcesIntegrate,
-    /// `apps.read`: see the org's apps. No app operations exist yet; the permission exists so
-    /// roles can be defined once.
+    /// `apps.read`: get and list the org's apps.
     AppsRead,
-    /// `apps.build`: create and edit apps.
+    /// `apps.build`: create, update and delete apps, bind and unbind their slots.
     AppsBuild,
-    /// `apps.publish`: make an app version live.
+    /// `apps.publish`: make an app version live (every slot bound).
     AppsPublish,
-    /// `apps.transfer`: import and export apps (exports never carry secrets).
+    /// `apps.transfer`: export apps as archives and import them (exports never carry secrets
+    /// or resource ids).
     AppsTransfer,
     /// `invitations.manage`: invite email addresses with a role (within what the actor may
     /// grant), list and revoke invitations. Listing is part of managing: invitations name

@@ -59,10 +59,14 @@ pub enum QueryKind {
     GetPhoneNumber,
     ListPhoneNumbers,
     ListAuditEvents,
+    GetApp,
+    ListApps,
+    /// Reading an app to export it as an archive.
+    ExportApp,
 }
 
 impl QueryKind {
-    pub const ALL: [QueryKind; 11] = [
+    pub const ALL: [QueryKind; 14] = [
         QueryKind::ListOrgs,
         QueryKind::GetOrg,
         QueryKind::ListMembers,
@@ -74,6 +78,9 @@ impl QueryKind {
         QueryKind::GetPhoneNumber,
         QueryKind::ListPhoneNumbers,
         QueryKind::ListAuditEvents,
+        QueryKind::GetApp,
+        QueryKind::ListApps,
+        QueryKind::ExportApp,
     ];
 
     /// Who may ask it. "The orgs of a user" is not here: it is about a user, not an org
@@ -90,6 +97,8 @@ impl QueryKind {
             | QueryKind::GetPhoneNumber
             | QueryKind::ListPhoneNumbers => Access::Permission(P::ResourcesRead),
             QueryKind::ListAuditEvents => Access::Permission(P::AuditRead),
+            QueryKind::GetApp | QueryKind::ListApps => Access::Permission(P::AppsRead),
+            QueryKind::ExportApp => Access::Permission(P::AppsTransfer),
         }
     }
 
@@ -107,6 +116,9 @@ impl QueryKind {
             QueryKind::GetPhoneNumber => "get_phone_number",
             QueryKind::ListPhoneNumbers => "list_phone_numbers",
             QueryKind::ListAuditEvents => "list_audit_events",
+            QueryKind::GetApp => "get_app",
+            QueryKind::ListApps => "list_apps",
+            QueryKind::ExportApp => "export_app",
         }
     }
 }

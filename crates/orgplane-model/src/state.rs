@@ -12,6 +12,9 @@
 //! - `iv/{org_id}/{email}`: the [`Invitation`] of an email address;
 //! - `ig/{org_id}/{name}`: an integration, secrets included (read only as [`IntegrationView`]);
 //! - `pn/{org_id}/{number}`: a [`PhoneNumber`];
+//! - `ap/{org_id}/{app_id}`: an [`App`];
+//! - `ab/{org_id}/{pn|ig}/{resource}/{app_id}/{slot}`: index of app slots binding a resource
+//!   (empty value), so a bound resource is not deleted;
 //! - `al/{org_id}/{at_ms:020}/{seq:020}`: an [`AuditEvent`], in time then sequence order;
 //! - `an/{org_id}`: the org's last audit sequence number;
 //! - `r/{request_id}`: [`RequestRecord`], the first answer to a request id;
@@ -32,6 +35,7 @@ use crate::error::DomainError;
 use crate::policy;
 use crate::validate;
 
+mod apps;
 mod audit_log;
 mod invitations;
 mod keys;
@@ -39,6 +43,7 @@ mod orgs;
 mod resources;
 mod roles;
 
+pub use apps::{get_app, list_apps, residency_refusal};
 pub use audit_log::{list_audit_events, AUDIT_SCAN_BUDGET};
 pub use invitations::{get_invitation, list_invitations};
 pub use keys::{org_key, prefix_end};
@@ -48,8 +53,8 @@ pub use roles::{get_custom_role, list_custom_roles};
 
 #[cfg(doc)]
 use crate::{
-    audit::AuditEvent, invitation::Invitation, org::Member, org::Org, resource::IntegrationView, resource::PhoneNumber,
-    role::CustomRole,
+    app::App, audit::AuditEvent, invitation::Invitation, org::Member, org::Org, resource::IntegrationView,
+    resource::PhoneNumber, role::CustomRole,
 };
 
 /// How long a request id is remembered after its command was issued. A retry later than this
@@ -282,7 +287,9 @@ fn apply_op(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandOutcome
     let ctx = Ctx { actor: &cmd.actor, now_ms: cmd.issued_at_ms, authority };
     match op {
         Op::CreateOrg { id, name } => orgs::create_org(state, &ctx, id, name),
-        Op::UpdateOrg { id, name, expected_version } => orgs::update_org(state, &ctx, id, name, *expected_version),
+        Op::UpdateOrg { id, name, allowed_import_regions, expected_version } => {
+            orgs::update_org(state, &ctx, id, name.as_deref(), allowed_import_regions.as_ref(), *expected_version)
+        }
         Op::DeleteOrg { id, expected_version } => orgs::delete_org(state, id, *expected_version),
         Op::AddMember { org_id, user_id, role } => orgs::add_member(state, &ctx, org_id, user_id, role),
         Op::SetMemberRole { org_id, user_id, role } => orgs::set_member_role(state, &ctx, org_id, user_id, role),
@@ -311,6 +318,28 @@ fn apply_op(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandOutcome
             resources::update_phone_number(state, &ctx, org_id, number, label, *expected_version)
         }
         Op::DeletePhoneNumber { org_id, number } => resources::delete_phone_number(state, org_id, number),
+        Op::CreateApp { org_id, app_id, name, definition, assets, slots } => {
+            apps::create_app(state, &ctx, &apps::NewApp { org_id, app_id, name, definition, assets, slots })
+        }
+        Op::UpdateApp { org_id, app_id, name, definition, slots, expected_version } => {
+            let changes =
+                apps::AppChanges { name: name.as_deref(), definition: definition.as_deref(), slots: slots.as_ref() };
+            apps::update_app(state, &ctx, org_id, app_id, &changes, *expected_version)
+        }
+        Op::DeleteApp { org_id, app_id, expected_version } => {
+            apps::delete_app(state, org_id, app_id, *expected_version)
+        }
+        Op::BindAppSlot { org_id, app_id, slot, resource_id } => {
+            apps::bind_slot(state, &ctx, org_id, app_id, slot, resource_id)
+        }
+        Op::UnbindAppSlot { org_id, app_id, slot } => apps::unbind_slot(state, &ctx, org_id, app_id, slot),
+        Op::PublishApp { org_id, app_id, expected_version } => {
+            apps::publish_app(state, org_id, app_id, *expected_version)
+        }
+        Op::ImportApp { org_id, app_id, name, definition, assets, slots, source_org_id: _, source_region } => {
+            let new = apps::NewApp { org_id, app_id, name, definition, assets, slots };
+            apps::import_app(state, &ctx, &new, *source_region)
+        }
     }
 }
 
@@ -345,6 +374,8 @@ impl StateWrite for MemState {
 
 #[cfg(test)]
 mod access_tests;
+#[cfg(test)]
+mod app_tests;
 #[cfg(test)]
 mod org_tests;
 #[cfg(test)]

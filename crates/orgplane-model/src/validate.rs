@@ -210,6 +210,100 @@ pub fn config_entries(entries: &[ConfigEntry]) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// The largest app definition, in bytes of canonical JSON.
+pub const APP_DEFINITION_MAX_BYTES: usize = 1024 * 1024;
+/// The most binding slots an app may have.
+pub const APP_MAX_SLOTS: usize = 64;
+/// The most assets an app may have.
+pub const APP_MAX_ASSETS: usize = 32;
+/// The most bytes all of an app's assets may hold together: assets are small files (icons,
+/// templates), replicated with every change of the app.
+pub const APP_ASSETS_MAX_BYTES: usize = 256 * 1024;
+
+/// An app name: the rules of an org name (1 to 128 characters after trimming, no control
+/// characters). Returns the trimmed name.
+pub fn app_name(name: &str) -> Result<String, DomainError> {
+    org_name(name)
+}
+
+/// An app definition: a JSON object of at most 1 MiB once canonical. Returns its canonical
+/// text (keys sorted, no insignificant whitespace), which is what gets stored and exported, so
+/// the same document always gives the same bytes.
+pub fn app_definition(text: &str) -> Result<String, DomainError> {
+    if text.len() > APP_DEFINITION_MAX_BYTES * 4 {
+        // Whitespace could shrink it, but not by this much; refused before parsing.
+        return Err(invalid("definition", format!("must be at most {APP_DEFINITION_MAX_BYTES} bytes")));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| invalid("definition", format!("is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(invalid("definition", "must be a JSON object"));
+    }
+    // serde_json's map is a BTreeMap (no `preserve_order`), so this prints keys sorted.
+    let canonical = value.to_string();
+    if canonical.len() > APP_DEFINITION_MAX_BYTES {
+        return Err(invalid("definition", format!("must be at most {APP_DEFINITION_MAX_BYTES} bytes")));
+    }
+    Ok(canonical)
+}
+
+/// A slot name: 1 to 64 characters of `a-z`, `0-9`, `-`, `_` (the app archive's rule, so
+/// every app can be exported).
+pub fn slot_name(name: &str) -> Result<(), DomainError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(invalid("slot", format!("{name:?} must be 1 to 64 characters of a-z, 0-9, '-' and '_'")));
+    }
+    Ok(())
+}
+
+/// An app's slots: at most 64, each with a valid [`slot_name`].
+pub fn app_slots<'a>(names: impl ExactSizeIterator<Item = &'a String>) -> Result<(), DomainError> {
+    if names.len() > APP_MAX_SLOTS {
+        return Err(invalid("slots", format!("must be at most {APP_MAX_SLOTS}")));
+    }
+    for name in names {
+        slot_name(name)?;
+    }
+    Ok(())
+}
+
+/// An asset name: a relative path of 1 to 255 bytes, segments of ASCII letters, digits, `-`,
+/// `_` and `.`, none empty, `.` or `..`.
+pub fn asset_name(name: &str) -> Result<(), DomainError> {
+    let ok = (1..=255).contains(&name.len())
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if !ok {
+        return Err(invalid(
+            "assets",
+            format!("name {name:?} must be a relative path of letters, digits, '-', '_', '.'"),
+        ));
+    }
+    Ok(())
+}
+
+/// An app's assets: at most 32, each with a valid [`asset_name`], holding at most 256 KiB
+/// together.
+pub fn app_assets(assets: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<(), DomainError> {
+    if assets.len() > APP_MAX_ASSETS {
+        return Err(invalid("assets", format!("must be at most {APP_MAX_ASSETS}")));
+    }
+    for name in assets.keys() {
+        asset_name(name)?;
+    }
+    let total: usize = assets.values().map(Vec::len).sum();
+    if total > APP_ASSETS_MAX_BYTES {
+        return Err(invalid("assets", format!("must hold at most {APP_ASSETS_MAX_BYTES} bytes together")));
+    }
+    Ok(())
+}
+
 /// A label: at most 128 characters, no control characters; may be empty. Returns it trimmed.
 pub fn label(text: &str) -> Result<String, DomainError> {
     let trimmed = text.trim();
@@ -228,6 +322,15 @@ mod tests {
 
     fn check_name(input: &str, expected: Result<&str, ()>) {
         assert_eq!(org_name(input).map_err(|_| ()), expected.map(str::to_string), "input {input:?}");
+    }
+
+    #[test]
+    fn app_definitions_are_canonical_objects() {
+        assert_eq!(app_definition(r#"{ "b": 1,  "a": [true, null] }"#).unwrap(), r#"{"a":[true,null],"b":1}"#);
+        assert!(app_definition("[1]").is_err());
+        assert!(app_definition("{").is_err());
+        let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(APP_DEFINITION_MAX_BYTES));
+        assert!(app_definition(&big).is_err());
     }
 
     #[test]

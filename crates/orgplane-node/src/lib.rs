@@ -7,6 +7,8 @@
 //! - [`org_service`]: the public `OrgService`: validation, commands, linearizable or local reads.
 //! - [`access_service`]: the public `AccessService`: custom roles, invitations, integrations,
 //!   phone numbers and the audit log, each call authorized against the policy table.
+//! - [`app_service`]: the public `AppService`: apps, slot bindings, publishing, export and
+//!   import as archives (`orgplane-appzip`), validated entirely before one command.
 //! - [`admin_service`]: membership changes (add a node as learner then voter, remove one),
 //!   refused when they would lose the quorum; and backups, streamed by [`backup`].
 //! - [`backup`]: a linearizable, consistent copy of the region's state, streamed in chunks.
@@ -22,6 +24,7 @@
 
 pub mod access_service;
 pub mod admin_service;
+pub mod app_service;
 pub mod backup;
 mod caller;
 pub mod cluster_service;

@@ -12,6 +12,7 @@ use orgplane_auth::{Authenticator, PeerGuard, PeerIdentity, PeerTls};
 use orgplane_proto::raft_v1::raft_service_server::RaftServiceServer;
 use orgplane_proto::v1::access_service_server::AccessServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
+use orgplane_proto::v1::app_service_server::AppServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
 pub use orgplane_raft::Raft;
@@ -24,6 +25,7 @@ use tracing::Instrument;
 
 use crate::access_service::AccessServiceImpl;
 use crate::admin_service::AdminServiceImpl;
+use crate::app_service::AppServiceImpl;
 use crate::cluster_service::ClusterServiceImpl;
 use crate::config::{ConfigError, NodeConfig};
 use crate::gate::{PeerGate, PublicGate};
@@ -172,7 +174,7 @@ impl Node {
             .build_v1()
             .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
 
-        // With mutual TLS, the public services admit routers and the allowed clients by
+        // With mutual TLS, the public services (Org, Access, App, Admin) admit routers and the allowed clients by
         // certificate, then authenticate the caller's token; cluster status (no org data) needs
         // only the certificate; the Raft service admits this region's nodes only. Health and
         // reflection stay open to probes without certificates. Without TLS (loopback, tests) only
@@ -193,6 +195,10 @@ impl Node {
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let access = InterceptedService::new(access, public.clone());
+        let apps = AppServiceServer::new(AppServiceImpl::new(core.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let apps = InterceptedService::new(apps, public.clone());
         let cluster = ClusterServiceServer::new(ClusterServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
@@ -231,6 +237,7 @@ impl Node {
             .add_service(reflection)
             .add_service(org)
             .add_service(access)
+            .add_service(apps)
             .add_service(cluster)
             .add_service(admin)
             .add_service(peer)

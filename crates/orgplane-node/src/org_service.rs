@@ -231,8 +231,19 @@ impl OrgService for OrgServiceImpl {
         let actor = caller::actor(&request)?;
         let req = request.into_inner();
         let id = core.org_id(&req.org_id)?;
-        let name = validate::org_name(&req.name).map_err(NodeError::from)?;
-        let op = Op::UpdateOrg { id, name, expected_version: req.expected_version };
+        let allowed_import_regions = match &req.allowed_import_regions {
+            Some(given) => {
+                Some(conv::parse_regions("allowed_import_regions", &given.regions).map_err(NodeError::from)?)
+            }
+            None => None,
+        };
+        // An empty name is kept only when the update is about the residency policy.
+        let name = if req.name.is_empty() && allowed_import_regions.is_some() {
+            None
+        } else {
+            Some(validate::org_name(&req.name).map_err(NodeError::from)?)
+        };
+        let op = Op::UpdateOrg { id, name, allowed_import_regions, expected_version: req.expected_version };
         match core.write_org(actor, &req.request_id, op).await? {
             CommandOutcome::Org(org) => Ok(core.reply(UpdateOrgResponse { org: Some(conv::org_to_wire(&org)) })),
             other => Err(unexpected(other)),

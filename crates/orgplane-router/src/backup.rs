@@ -18,17 +18,21 @@ use tonic::{Code, Status, Streaming};
 use crate::deadline::Deadline;
 use crate::error::RouterError;
 
+/// The messages of a relayed stream (a backup's, an app export's).
+pub(crate) type RelayedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
 /// The messages of a relayed backup stream.
-pub(crate) type BackupStream = Pin<Box<dyn Stream<Item = Result<BackupChunk, Status>> + Send>>;
+pub(crate) type BackupStream = RelayedStream<BackupChunk>;
 
 /// Relays `from_node` until it ends, fails, passes `deadline` (the client's, if any) or goes
-/// `idle` for longer than that between two messages.
-pub(crate) fn relay(
+/// `idle` for longer than that between two messages. Also relays app exports
+/// ([`crate::app_service`]), which are bounded the same way.
+pub(crate) fn relay<T: Send + 'static>(
     region: Region,
-    from_node: Streaming<BackupChunk>,
+    from_node: Streaming<T>,
     deadline: Option<Deadline>,
     idle: Duration,
-) -> BackupStream {
+) -> RelayedStream<T> {
     Box::pin(futures::stream::unfold(Some(from_node), move |state| async move {
         let mut from_node = state?;
         let wait = match deadline.map(|d| d.remaining()) {
@@ -43,11 +47,11 @@ pub(crate) fn relay(
             Err(_) if deadline.is_some_and(|d| d.remaining().is_none()) => deadline_passed(region, deadline),
             Err(_) => RouterError::RegionUnavailable {
                 region,
-                reason: format!("the backup stream stalled: no message within {} ms", idle.as_millis()),
+                reason: format!("the stream stalled: no message within {} ms", idle.as_millis()),
             }
             .into(),
         };
-        tracing::warn!(region = region.as_str(), code = ?failure.code(), "backup stream ended early");
+        tracing::warn!(region = region.as_str(), code = ?failure.code(), "relayed stream ended early");
         Some((Err(failure), None))
     }))
 }
@@ -61,7 +65,7 @@ fn deadline_passed(region: Region, deadline: Option<Deadline>) -> Status {
 /// error source) or UNAVAILABLE becomes UNAVAILABLE naming the region.
 fn mid_stream_failure(region: Region, status: Status) -> Status {
     if std::error::Error::source(&status).is_some() || status.code() == Code::Unavailable {
-        let reason = format!("the backup stream broke: {}", status.message());
+        let reason = format!("the stream broke: {}", status.message());
         return RouterError::RegionUnavailable { region, reason }.into();
     }
     RouterError::NodeAnswer { region, status }.into()

@@ -11,6 +11,7 @@
 //! | UNAVAILABLE        | no node of the region could be reached; the message names it       |
 //! | RESOURCE_EXHAUSTED | every node of the region is at the router's concurrency limit      |
 //! | DEADLINE_EXCEEDED  | the region did not answer within the request's deadline            |
+//! | CANCELLED          | the client's app upload broke off; the call to the node was cancelled |
 //!
 //! Every status the router makes carries the region, when there is one, in the
 //! `x-orgplane-region` metadata entry, so a client can act on it without parsing the message.
@@ -73,6 +74,10 @@ pub enum RouterError {
     RegionOverloaded { region: Region },
     #[error("region {region} did not answer within {budget_ms} ms")]
     DeadlineExceeded { region: Region, budget_ms: u64 },
+    /// The client's upload (an app import) failed mid-stream; the node's call was cancelled so
+    /// it never takes the part that arrived for the whole.
+    #[error("region {region}: the upload broke off: {reason}")]
+    UploadBroken { region: Region, reason: String },
     /// A node answered with a status of its own; it reaches the client unchanged.
     #[error("region {region} answered {:?}: {}", .status.code(), .status.message())]
     NodeAnswer { region: Region, status: Status },
@@ -90,6 +95,7 @@ impl RouterError {
             | RouterError::RegionUnavailable { region, .. }
             | RouterError::RegionOverloaded { region }
             | RouterError::DeadlineExceeded { region, .. }
+            | RouterError::UploadBroken { region, .. }
             | RouterError::NodeAnswer { region, .. } => Some(*region),
             _ => None,
         }
@@ -103,6 +109,7 @@ impl RouterError {
             RouterError::RegionUnavailable { .. } => Code::Unavailable,
             RouterError::RegionOverloaded { .. } => Code::ResourceExhausted,
             RouterError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            RouterError::UploadBroken { .. } => Code::Cancelled,
             RouterError::NodeAnswer { status, .. } => status.code(),
             // Startup errors never reach a client; if one did, it is the router's fault.
             _ => Code::Internal,

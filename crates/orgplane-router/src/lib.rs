@@ -24,6 +24,8 @@
 //! - `rate_limit`: the per-caller token bucket (keyed on the token's subject) and the router's
 //!   one interceptor, authentication then the limit;
 //! - `cluster_service`: `ClusterService` at the router (status of every node, topology);
+//! - `app_service`: `AppService`, routed by org id; export relayed like a backup, import
+//!   routed by its header and forwarded as it arrives;
 //! - `admin_service`: `AdminService` (membership changes), routed by the region it names;
 //!   `backup`: relaying a region's backup stream, bounded by the client's deadline;
 //! - `status_page`: the HTML status page (regions, nodes, leaders, terms, lag, health);
@@ -39,6 +41,7 @@ pub mod error;
 
 mod access_service;
 mod admin_service;
+mod app_service;
 mod backup;
 mod cluster_service;
 mod credentials;

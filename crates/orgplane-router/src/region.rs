@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use orgplane_model::Region;
 use orgplane_proto::v1::access_service_client::AccessServiceClient;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
+use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use tonic::metadata::MetadataMap;
@@ -71,6 +72,9 @@ impl RegionTable {
                     access: AccessServiceClient::new(service.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    apps: AppServiceClient::new(service.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
                     cluster: ClusterServiceClient::new(service)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -109,6 +113,7 @@ pub(crate) struct Node {
     pub(crate) org: OrgServiceClient<NodeService>,
     pub(crate) admin: AdminServiceClient<NodeService>,
     pub(crate) access: AccessServiceClient<NodeService>,
+    pub(crate) apps: AppServiceClient<NodeService>,
     pub(crate) cluster: ClusterServiceClient<NodeService>,
 }
 

@@ -108,6 +108,18 @@ routed_by_org_id!(v1::UpdatePhoneNumberRequest, "UpdatePhoneNumber", write);
 routed_by_org_id!(v1::DeletePhoneNumberRequest, "DeletePhoneNumber", write);
 routed_by_org_id!(v1::ListAuditEventsRequest, "ListAuditEvents", read);
 
+// The app API: the same rules. `ImportApp` is a client stream routed by its header's org id
+// (see `crate::app_service`), never resent.
+routed_by_org_id!(v1::CreateAppRequest, "CreateApp", write);
+routed_by_org_id!(v1::GetAppRequest, "GetApp", read);
+routed_by_org_id!(v1::ListAppsRequest, "ListApps", read);
+routed_by_org_id!(v1::UpdateAppRequest, "UpdateApp", write);
+routed_by_org_id!(v1::DeleteAppRequest, "DeleteApp", write);
+routed_by_org_id!(v1::BindAppSlotRequest, "BindAppSlot", write);
+routed_by_org_id!(v1::UnbindAppSlotRequest, "UnbindAppSlot", write);
+routed_by_org_id!(v1::PublishAppRequest, "PublishApp", write);
+routed_by_org_id!(v1::ExportAppRequest, "ExportApp", read);
+
 impl Routed for v1::CreateOrgRequest {
     const RPC: &'static str = "CreateOrg";
     fn region_key(&self) -> Result<Region, RouterError> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use orgplane_auth::{Authenticator, PeerTls};
 use orgplane_proto::v1::access_service_server::AccessServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
+use orgplane_proto::v1::app_service_server::AppServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
 use orgplane_telemetry::metrics::{MetricsError, MetricsRegistry, RpcCatalog, RpcMetricsLayer};
@@ -86,6 +87,7 @@ pub struct RouterServices {
     pub cluster: ClusterServiceServer<RouterApi>,
     pub admin: AdminServiceServer<RouterApi>,
     pub access: AccessServiceServer<RouterApi>,
+    pub apps: AppServiceServer<RouterApi>,
 }
 
 /// Builds the router's services from `config`, for embedding them in another server; [`run`]
@@ -104,6 +106,9 @@ impl RouterServices {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             access: AccessServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            apps: AppServiceServer::new(api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             cluster: ClusterServiceServer::new(api)
@@ -176,9 +181,15 @@ pub async fn run_with_http(
     health.set_serving::<OrgServiceServer<RouterApi>>().await;
     health.set_serving::<ClusterServiceServer<RouterApi>>().await;
     health.set_serving::<AccessServiceServer<RouterApi>>().await;
+    health.set_serving::<AppServiceServer<RouterApi>>().await;
 
-    let reflection_names =
-        ["orgplane.v1.OrgService", "orgplane.v1.AccessService", "orgplane.v1.ClusterService", "grpc.health.v1.Health"];
+    let reflection_names = [
+        "orgplane.v1.OrgService",
+        "orgplane.v1.AccessService",
+        "orgplane.v1.AppService",
+        "orgplane.v1.ClusterService",
+        "grpc.health.v1.Health",
+    ];
     let mut reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -213,6 +224,7 @@ pub async fn run_with_http(
         health.set_not_serving::<OrgServiceServer<RouterApi>>().await;
         health.set_not_serving::<ClusterServiceServer<RouterApi>>().await;
         health.set_not_serving::<AccessServiceServer<RouterApi>>().await;
+        health.set_not_serving::<AppServiceServer<RouterApi>>().await;
     };
     let serve = server
         // Counts every call and its latency by service, method and code (`/metrics`).
@@ -233,6 +245,7 @@ pub async fn run_with_http(
         .add_service(InterceptedService::new(services.org, gate.clone()))
         .add_service(InterceptedService::new(services.cluster, gate.clone()))
         .add_service(InterceptedService::new(services.access, gate.clone()))
+        .add_service(InterceptedService::new(services.apps, gate.clone()))
         .add_service(InterceptedService::new(services.admin, gate))
         .serve_with_incoming_shutdown(incoming, signal);
     // Graceful shutdown waits for every open connection; an idle client must not keep the

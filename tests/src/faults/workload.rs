@@ -152,6 +152,7 @@ impl Caller<'_> {
             name: name.into(),
             expected_version: expected.as_ref().map(|(_, v)| *v),
             request_id: String::new(),
+            allowed_import_regions: None,
         };
         let mut c = self.target.client();
         let result = bounded(self.timeout, c.update_org(with_deadline(request, self.timeout))).await;

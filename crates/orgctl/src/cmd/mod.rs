@@ -3,6 +3,7 @@
 //! [`Render`] value; printing is [`crate::output`]'s job.
 
 pub mod access;
+pub mod app;
 pub mod backup;
 pub mod cluster;
 pub mod member;
@@ -58,5 +59,6 @@ pub async fn run(client: &Client, command: Command) -> Result<Box<dyn Render>, C
         Command::Integration(command) => access::run_integration(client, command).await?,
         Command::Phone(command) => access::run_phone(client, command).await?,
         Command::Audit(command) => access::run_audit(client, command).await?,
+        Command::App(command) => app::run(client, command).await?,
     })
 }

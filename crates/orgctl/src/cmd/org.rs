@@ -46,12 +46,16 @@ pub enum OrgCommand {
         #[arg(long, conflicts_with = "page_size")]
         all: bool,
     },
-    /// Rename an org.
+    /// Rename an org and/or set the regions whose app exports may be imported into it.
     Update {
         id: String,
         /// The new name.
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "allow_import_from")]
+        name: Option<String>,
+        /// Allow importing apps exported from these regions (replaces the list; the org's
+        /// own region is always allowed).
+        #[arg(long, num_args = 1.., value_name = "REGION")]
+        allow_import_from: Option<Vec<Region>>,
         /// Apply only if the org is still at this version (else ABORTED).
         #[arg(long)]
         expected_version: Option<u64>,
@@ -90,8 +94,19 @@ pub async fn run(client: &Client, command: OrgCommand) -> Result<Box<dyn Render>
             };
             Box::new(OrgList { region, orgs: page.items, next_page_token: page.next_page_token })
         }
-        OrgCommand::Update { id, name, expected_version, request_id: given } => {
-            let org = client.update_org_with_request_id(&id, &name, expected_version, &request_id(given)).await?;
+        OrgCommand::Update { id, name, allow_import_from, expected_version, request_id: given } => {
+            let request_id = request_id(given);
+            let org = match (name, allow_import_from) {
+                (Some(name), None) => {
+                    client.update_org_with_request_id(&id, &name, expected_version, &request_id).await?
+                }
+                (name, regions) => {
+                    let regions = regions.unwrap_or_default();
+                    client
+                        .update_org_with_import_regions(&id, name.as_deref(), &regions, expected_version, &request_id)
+                        .await?
+                }
+            };
             Box::new(OrgRecord { org, read: None })
         }
         OrgCommand::Delete { id, expected_version, request_id: given } => {

@@ -9,6 +9,7 @@ fn org(id: &str, name: &str) -> v1::Org {
         epoch: 1,
         create_time_ms: 1_714_564_800_000,
         update_time_ms: 1_714_568_400_123,
+        allowed_import_regions: vec!["eu".into(), "us".into()],
     }
 }
 
@@ -69,6 +70,7 @@ fn one_org_prints_as_fields_or_one_json_object() {
          epoch    1\n\
          created  2024-05-01T12:00:00Z\n\
          updated  2024-05-01T13:00:00Z\n\
+         imports  eu,us\n\
          read     local, node 2 of eu, applied index 42\n"
     );
     assert_eq!(
@@ -77,6 +79,7 @@ fn one_org_prints_as_fields_or_one_json_object() {
             "org": {
                 "id": "eu-1", "name": "Acme", "region": "eu", "version": 3, "epoch": 1,
                 "create_time_ms": 1_714_564_800_000u64, "update_time_ms": 1_714_568_400_123u64,
+                "allowed_import_regions": ["eu", "us"],
             },
             "read": { "consistency": "local", "applied_index": 42, "node_id": 2, "region": "eu" },
         })

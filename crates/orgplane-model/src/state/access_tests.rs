@@ -93,7 +93,7 @@ fn the_read_table_follows_the_roles() {
 fn every_op(org: &OrgId) -> Vec<Op> {
     vec![
         Op::CreateOrg { id: org.clone(), name: "x".into() },
-        Op::UpdateOrg { id: org.clone(), name: "x".into(), expected_version: None },
+        Op::UpdateOrg { id: org.clone(), name: Some("x".into()), allowed_import_regions: None, expected_version: None },
         Op::DeleteOrg { id: org.clone(), expected_version: None },
         add(org, "mallory", Role::Admin),
         set_role(org, "ada", Role::Viewer),
@@ -510,15 +510,37 @@ fn every_change_and_refusal_is_audited_once() {
     let org = w.org_with_admin(1, "ada");
     w.add(&org, "vic", Role::Viewer);
     let ada = user("ada");
-    w.run(&ada, Op::UpdateOrg { id: org.clone(), name: "Renamed".into(), expected_version: None }).unwrap();
-    let refused = w.run(&user("vic"), Op::UpdateOrg { id: org.clone(), name: "Mine".into(), expected_version: None });
+    w.run(
+        &ada,
+        Op::UpdateOrg {
+            id: org.clone(),
+            name: Some("Renamed".into()),
+            allowed_import_regions: None,
+            expected_version: None,
+        },
+    )
+    .unwrap();
+    let refused = w.run(
+        &user("vic"),
+        Op::UpdateOrg {
+            id: org.clone(),
+            name: Some("Mine".into()),
+            allowed_import_regions: None,
+            expected_version: None,
+        },
+    );
     assert!(refused.is_err());
     // A retry answered from the request record leaves no second event.
     let retry = Command {
         request_id: "req-5".into(),
         issued_at_ms: w.now_ms + 1,
         actor: user("vic"),
-        op: Op::UpdateOrg { id: org.clone(), name: "Mine".into(), expected_version: None },
+        op: Op::UpdateOrg {
+            id: org.clone(),
+            name: Some("Mine".into()),
+            allowed_import_regions: None,
+            expected_version: None,
+        },
     };
     assert_eq!(apply(&mut w.state, &retry).unwrap(), refused);
 
@@ -552,7 +574,15 @@ fn audit_listing_pages_and_filters() {
     for n in 0..30 {
         let who = if n % 3 == 0 { "ada" } else { "eve" };
         // eve is an outsider: her refusals are in the org's log too.
-        let r = w.run(&user(who), Op::UpdateOrg { id: org.clone(), name: format!("n{n}"), expected_version: None });
+        let r = w.run(
+            &user(who),
+            Op::UpdateOrg {
+                id: org.clone(),
+                name: Some(format!("n{n}")),
+                allowed_import_regions: None,
+                expected_version: None,
+            },
+        );
         assert_eq!(code(&r), if who == "ada" { "ok" } else { "not_found" });
     }
     let all = list_audit_events(&w.state, &org, &AuditFilter::default(), None, 1000).unwrap().0;

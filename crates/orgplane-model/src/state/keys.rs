@@ -1,6 +1,7 @@
 //! The key builders: one function per kind of key, so the layout in the module docs is the
 //! whole truth.
 
+use crate::app::{AppId, ResourceKind};
 use crate::id::OrgId;
 
 pub fn org_key(id: &OrgId) -> Vec<u8> {
@@ -41,6 +42,28 @@ pub(super) fn phone_number_prefix(org: &OrgId) -> Vec<u8> {
 }
 pub(super) fn phone_number(org: &OrgId, number: &str) -> Vec<u8> {
     [phone_number_prefix(org), number.as_bytes().to_vec()].concat()
+}
+pub(super) fn app_prefix(org: &OrgId) -> Vec<u8> {
+    format!("ap/{org}/").into_bytes()
+}
+pub(super) fn app(org: &OrgId, app: &AppId) -> Vec<u8> {
+    [app_prefix(org), app.as_str().as_bytes().to_vec()].concat()
+}
+pub(super) fn app_binding_org_prefix(org: &OrgId) -> Vec<u8> {
+    format!("ab/{org}/").into_bytes()
+}
+/// The tag of a resource kind in binding keys.
+pub(super) fn resource_tag(kind: &ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::PhoneNumber => "pn",
+        ResourceKind::Integration(_) => "ig",
+    }
+}
+pub(super) fn app_binding_prefix(org: &OrgId, tag: &str, resource: &str) -> Vec<u8> {
+    format!("ab/{org}/{tag}/{resource}/").into_bytes()
+}
+pub(super) fn app_binding(org: &OrgId, kind: &ResourceKind, resource: &str, app: &AppId, slot: &str) -> Vec<u8> {
+    [app_binding_prefix(org, resource_tag(kind), resource), format!("{app}/{slot}").into_bytes()].concat()
 }
 pub(super) fn audit_prefix(org: &OrgId) -> Vec<u8> {
     format!("al/{org}/").into_bytes()

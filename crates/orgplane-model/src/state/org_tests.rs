@@ -34,11 +34,28 @@ fn create_get_update_delete() {
     assert_eq!(org.region, Region::Eu);
     assert_eq!(get_org(&s, &org.id).unwrap(), Some(org.clone()));
 
-    let updated =
-        run(&mut s, "u1", Op::UpdateOrg { id: org.id.clone(), name: "Acme 2".into(), expected_version: Some(1) });
+    let updated = run(
+        &mut s,
+        "u1",
+        Op::UpdateOrg {
+            id: org.id.clone(),
+            name: Some("Acme 2".into()),
+            allowed_import_regions: None,
+            expected_version: Some(1),
+        },
+    );
     assert!(matches!(updated, Ok(CommandOutcome::Org(ref o)) if o.version == 2 && o.name == "Acme 2"));
 
-    let stale = run(&mut s, "u2", Op::UpdateOrg { id: org.id.clone(), name: "lost".into(), expected_version: Some(1) });
+    let stale = run(
+        &mut s,
+        "u2",
+        Op::UpdateOrg {
+            id: org.id.clone(),
+            name: Some("lost".into()),
+            allowed_import_regions: None,
+            expected_version: Some(1),
+        },
+    );
     assert!(matches!(stale, Err(DomainError::VersionMismatch { expected: 1, actual: 2, .. })));
     assert_eq!(get_org(&s, &org.id).unwrap().unwrap().name, "Acme 2");
 
@@ -53,7 +70,12 @@ fn create_get_update_delete() {
 fn same_request_id_applies_once() {
     let mut s = MemState::default();
     let org = create(&mut s, 1, "Acme");
-    let op = Op::UpdateOrg { id: org.id.clone(), name: "B".into(), expected_version: None };
+    let op = Op::UpdateOrg {
+        id: org.id.clone(),
+        name: Some("B".into()),
+        allowed_import_regions: None,
+        expected_version: None,
+    };
     let first = run(&mut s, "same", op.clone());
     let second = run(&mut s, "same", op);
     assert_eq!(first, second);
@@ -67,7 +89,12 @@ fn same_request_id_applies_once() {
 fn request_ids_expire_after_the_ttl() {
     let mut s = MemState::default();
     let org = create(&mut s, 1, "Acme");
-    let op = Op::UpdateOrg { id: org.id.clone(), name: "B".into(), expected_version: None };
+    let op = Op::UpdateOrg {
+        id: org.id.clone(),
+        name: Some("B".into()),
+        allowed_import_regions: None,
+        expected_version: None,
+    };
     assert!(apply(&mut s, &cmd("old", 1_000, op.clone())).unwrap().is_ok());
     // A later command past the TTL drops the old record, so the id applies again.
     let later =
@@ -152,8 +179,13 @@ fn refusals_change_nothing_but_the_request_record_and_the_audit_log() {
         s.map.iter().filter(|(k, _)| !is_bookkeeping(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let refused = [
         Op::CreateOrg { id: org.id.clone(), name: "again".into() },
-        Op::UpdateOrg { id: org.id.clone(), name: "x".into(), expected_version: Some(9) },
-        Op::UpdateOrg { id: org_id(99), name: "x".into(), expected_version: None },
+        Op::UpdateOrg {
+            id: org.id.clone(),
+            name: Some("x".into()),
+            allowed_import_regions: None,
+            expected_version: Some(9),
+        },
+        Op::UpdateOrg { id: org_id(99), name: Some("x".into()), allowed_import_regions: None, expected_version: None },
         Op::SetMemberRole { org_id: org.id.clone(), user_id: "nobody".into(), role: Role::Admin },
         Op::AddMember { org_id: org_id(99), user_id: "u".into(), role: Role::Admin },
     ];

@@ -1,5 +1,7 @@
 //! Orgs and members: their ops (with the grant and last-Admin rules) and queries.
 
+use std::collections::BTreeSet;
+
 use super::{
     check_version, decode, encode, keys, list_page, load, scan_all, Ctx, QueryError, StateRead, StateWrite,
     StorageFault,
@@ -9,6 +11,7 @@ use crate::error::DomainError;
 use crate::id::OrgId;
 use crate::org::{Member, Org, UserOrg};
 use crate::policy::role_permissions;
+use crate::region::Region;
 use crate::role::Role;
 use crate::validate;
 
@@ -33,6 +36,7 @@ pub(super) fn create_org(
         epoch: 1,
         created_at_ms: ctx.now_ms,
         updated_at_ms: ctx.now_ms,
+        allowed_import_regions: BTreeSet::new(),
     };
     state.put(key, encode(&org));
     Ok(CommandOutcome::Org(org))
@@ -42,13 +46,27 @@ pub(super) fn update_org(
     state: &mut impl StateWrite,
     ctx: &Ctx,
     id: &OrgId,
-    name: &str,
+    name: Option<&str>,
+    allowed_import_regions: Option<&BTreeSet<Region>>,
     expected_version: Option<u64>,
 ) -> Result<CommandOutcome, QueryError> {
-    let name = validate::org_name(name)?;
+    if name.is_none() && allowed_import_regions.is_none() {
+        return Err(DomainError::InvalidArgument {
+            field: "name".into(),
+            reason: "an update must change the name or the allowed import regions".into(),
+        }
+        .into());
+    }
+    let name = name.map(validate::org_name).transpose()?;
     let mut org = require_org(state, id)?;
     check_version("org", &id.to_string(), expected_version, org.version)?;
-    org.name = name;
+    if let Some(name) = name {
+        org.name = name;
+    }
+    if let Some(regions) = allowed_import_regions {
+        // The org's own region is always allowed; keeping it out of the set keeps one spelling.
+        org.allowed_import_regions = regions.iter().copied().filter(|r| *r != org.region).collect();
+    }
     org.version += 1;
     org.updated_at_ms = ctx.now_ms;
     state.put(keys::org_key(id), encode(&org));
@@ -78,6 +96,9 @@ pub(super) fn delete_org(
         for (key, _) in scan_all::<serde_json::Value>(state, &prefix)? {
             state.delete(key);
         }
+    }
+    for key in super::apps::app_keys(state, id)? {
+        state.delete(key);
     }
     state.delete(keys::org_key(id));
     Ok(CommandOutcome::OrgDeleted { removed_members })

@@ -98,6 +98,7 @@ pub(super) fn delete_integration(
         require_org(state, org_id)?;
         return Err(DomainError::not_found("integration", format!("{name} of org {org_id}")).into());
     }
+    super::apps::check_unbound(state, org_id, "ig", "integration", name)?;
     state.delete(keys::integration(org_id, name));
     Ok(CommandOutcome::IntegrationDeleted)
 }
@@ -153,6 +154,7 @@ pub(super) fn delete_phone_number(
 ) -> Result<CommandOutcome, QueryError> {
     validate::phone_number(number)?;
     require_phone_number(state, org_id, number)?;
+    super::apps::check_unbound(state, org_id, "pn", "phone number", number)?;
     state.delete(keys::phone_number(org_id, number));
     Ok(CommandOutcome::PhoneNumberDeleted)
 }

@@ -2,6 +2,7 @@
 //! Wire-to-domain parsing fails with [`ConvError`], which names the field.
 
 mod access;
+mod app;
 mod backup;
 mod org;
 mod page_token;
@@ -11,6 +12,7 @@ pub use access::{
     invitation_to_wire, parse_audit_filter, parse_config_entries, parse_permissions, permission_catalog,
     phone_number_to_wire,
 };
+pub use app::{app_summary_to_wire, app_to_wire, parse_app_id, parse_regions, parse_slot_specs};
 pub use backup::{backup_header_to_wire, parse_backup_header};
 
 pub use org::{member_to_wire, org_to_wire, parse_org_id, parse_region, parse_role, user_org_to_wire};

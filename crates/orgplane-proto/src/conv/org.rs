@@ -14,6 +14,7 @@ pub fn org_to_wire(org: &Org) -> v1::Org {
         epoch: org.epoch,
         create_time_ms: org.created_at_ms,
         update_time_ms: org.updated_at_ms,
+        allowed_import_regions: org.import_regions().iter().map(ToString::to_string).collect(),
     }
 }
 

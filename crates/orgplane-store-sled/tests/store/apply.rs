@@ -89,7 +89,16 @@ async fn a_fault_in_any_entry_writes_nothing_of_the_call() {
             normal(
                 1,
                 3,
-                vec![cmd("u9", 1_000, Op::UpdateOrg { id: org_id(9), name: "x".into(), expected_version: None })],
+                vec![cmd(
+                    "u9",
+                    1_000,
+                    Op::UpdateOrg {
+                        id: org_id(9),
+                        name: Some("x".into()),
+                        allowed_import_regions: None,
+                        expected_version: None,
+                    },
+                )],
             ),
         ])
         .await;
@@ -146,7 +155,12 @@ fn command(step: &Step, position: usize, at_ms: u64) -> Command {
     let expected_version = step.expected_version.map(u64::from);
     let op = match step.op {
         0 => Op::CreateOrg { id: org, name: format!("org {position}") },
-        1 => Op::UpdateOrg { id: org, name: format!("renamed {position}"), expected_version },
+        1 => Op::UpdateOrg {
+            id: org,
+            name: Some(format!("renamed {position}")),
+            allowed_import_regions: None,
+            expected_version,
+        },
         2 => Op::DeleteOrg { id: org, expected_version },
         3 => Op::AddMember { org_id: org, user_id: user, role },
         4 => Op::SetMemberRole { org_id: org, user_id: user, role },

@@ -22,7 +22,20 @@ async fn reopening_keeps_vote_log_committed_state_and_snapshot() {
             ],
         ),
         normal(1, 3, vec![cmd("c2", 1_001, Op::CreateOrg { id: org_id(2), name: "Beta".into() })]),
-        normal(1, 4, vec![cmd("u1", 1_002, Op::UpdateOrg { id: org, name: "Acme 2".into(), expected_version: None })]),
+        normal(
+            1,
+            4,
+            vec![cmd(
+                "u1",
+                1_002,
+                Op::UpdateOrg {
+                    id: org,
+                    name: Some("Acme 2".into()),
+                    allowed_import_regions: None,
+                    expected_version: None,
+                },
+            )],
+        ),
     ];
     log.save_vote(&Vote::new(3, 1)).await.unwrap();
     log.blocking_append(entries.clone()).await.unwrap();
