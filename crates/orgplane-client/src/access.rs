@@ -6,18 +6,12 @@
 //! Integration configuration goes out as the model's [`ConfigEntry`], whose secret values
 //! print as `<redacted>`, so a secret the caller passes never shows in a `Debug` of the call.
 
-use std::future::Future;
-
 use orgplane_model::{AuditFilter, ConfigEntry, Permission, Role};
 use orgplane_proto::conv::config_entries_to_wire;
 use orgplane_proto::v1;
-use orgplane_proto::v1::access_service_client::AccessServiceClient;
-use tonic::{Request, Response, Status};
 
 use crate::client::{collect_pages, required, Client};
 use crate::error::ClientError;
-use crate::retry::{call_with_retries, CallKind};
-use crate::transport::Transport;
 use crate::types::{non_empty, Consistency, OrgRef, Page, PageRequest, RequestId};
 
 fn permission_names(permissions: &[Permission]) -> Vec<String> {
@@ -55,8 +49,10 @@ impl Client {
             permissions: permission_names(permissions),
             request_id: request_id.to_string(),
         };
-        let response = self
-            .write_access("create_role", request_id, message, |mut c, r| async move { c.create_role(r).await })
+        let response =
+            self.write_on(&self.access, "create_role", request_id, message, |mut c, r| async move {
+                c.create_role(r).await
+            })
             .await?;
         required("create_role", "role", response.role)
     }
@@ -89,8 +85,10 @@ impl Client {
             expected_version,
             request_id: request_id.to_string(),
         };
-        let response = self
-            .write_access("update_role", request_id, message, |mut c, r| async move { c.update_role(r).await })
+        let response =
+            self.write_on(&self.access, "update_role", request_id, message, |mut c, r| async move {
+                c.update_role(r).await
+            })
             .await?;
         required("update_role", "role", response.role)
     }
@@ -112,7 +110,14 @@ impl Client {
             name: name.to_string(),
             request_id: request_id.to_string(),
         };
-        self.write_access("delete_role", request_id, message, |mut c, r| async move { c.delete_role(r).await }).await?;
+        self.write_on(
+            &self.access,
+            "delete_role",
+            request_id,
+            message,
+            |mut c, r| async move { c.delete_role(r).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -124,7 +129,8 @@ impl Client {
             page_token: page.token_for_wire(),
             consistency: page.consistency.to_wire(),
         };
-        let response = self.read_access("list_roles", message, |mut c, r| async move { c.list_roles(r).await }).await?;
+        let response =
+            self.read_on(&self.access, "list_roles", message, |mut c, r| async move { c.list_roles(r).await }).await?;
         Ok(page_of(response.roles, response.next_page_token, response.read))
     }
 
@@ -141,7 +147,7 @@ impl Client {
     /// The catalog of permissions, with the built-in roles that hold each.
     pub async fn list_permissions(&self) -> Result<Vec<v1::PermissionInfo>, ClientError> {
         let response = self
-            .read_access("list_permissions", v1::ListPermissionsRequest {}, |mut c, r| async move {
+            .read_on(&self.access, "list_permissions", v1::ListPermissionsRequest {}, |mut c, r| async move {
                 c.list_permissions(r).await
             })
             .await?;
@@ -178,8 +184,8 @@ impl Client {
             expire_time_ms,
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write_access("create_invitation", request_id, message, |mut c, r| async move {
+        let response = self
+            .write_on(&self.access, "create_invitation", request_id, message, |mut c, r| async move {
                 c.create_invitation(r).await
             })
             .await?;
@@ -199,7 +205,7 @@ impl Client {
             consistency: page.consistency.to_wire(),
         };
         let response = self
-            .read_access("list_invitations", message, |mut c, r| async move { c.list_invitations(r).await })
+            .read_on(&self.access, "list_invitations", message, |mut c, r| async move { c.list_invitations(r).await })
             .await?;
         Ok(page_of(response.invitations, response.next_page_token, response.read))
     }
@@ -231,8 +237,8 @@ impl Client {
             email: email.to_string(),
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write_access("revoke_invitation", request_id, message, |mut c, r| async move {
+        let response = self
+            .write_on(&self.access, "revoke_invitation", request_id, message, |mut c, r| async move {
                 c.revoke_invitation(r).await
             })
             .await?;
@@ -252,8 +258,8 @@ impl Client {
         request_id: &RequestId,
     ) -> Result<v1::Member, ClientError> {
         let message = v1::AcceptInvitationRequest { org_id: org.org_id_text(), request_id: request_id.to_string() };
-        let response =
-            self.write_access("accept_invitation", request_id, message, |mut c, r| async move {
+        let response = self
+            .write_on(&self.access, "accept_invitation", request_id, message, |mut c, r| async move {
                 c.accept_invitation(r).await
             })
             .await?;
@@ -289,8 +295,8 @@ impl Client {
             config: config_entries_to_wire(config),
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write_access("create_integration", request_id, message, |mut c, r| async move {
+        let response = self
+            .write_on(&self.access, "create_integration", request_id, message, |mut c, r| async move {
                 c.create_integration(r).await
             })
             .await?;
@@ -309,8 +315,9 @@ impl Client {
             name: name.to_string(),
             consistency: consistency.to_wire(),
         };
-        let response =
-            self.read_access("get_integration", message, |mut c, r| async move { c.get_integration(r).await }).await?;
+        let response = self
+            .read_on(&self.access, "get_integration", message, |mut c, r| async move { c.get_integration(r).await })
+            .await?;
         required("get_integration", "integration", response.integration)
     }
 
@@ -327,7 +334,7 @@ impl Client {
             consistency: page.consistency.to_wire(),
         };
         let response = self
-            .read_access("list_integrations", message, |mut c, r| async move { c.list_integrations(r).await })
+            .read_on(&self.access, "list_integrations", message, |mut c, r| async move { c.list_integrations(r).await })
             .await?;
         Ok(page_of(response.integrations, response.next_page_token, response.read))
     }
@@ -373,8 +380,8 @@ impl Client {
             expected_version,
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write_access("update_integration", request_id, message, |mut c, r| async move {
+        let response = self
+            .write_on(&self.access, "update_integration", request_id, message, |mut c, r| async move {
                 c.update_integration(r).await
             })
             .await?;
@@ -398,7 +405,7 @@ impl Client {
             name: name.to_string(),
             request_id: request_id.to_string(),
         };
-        self.write_access("delete_integration", request_id, message, |mut c, r| async move {
+        self.write_on(&self.access, "delete_integration", request_id, message, |mut c, r| async move {
             c.delete_integration(r).await
         })
         .await?;
@@ -432,7 +439,7 @@ impl Client {
             request_id: request_id.to_string(),
         };
         let response = self
-            .write_access("create_phone_number", request_id, message, |mut c, r| async move {
+            .write_on(&self.access, "create_phone_number", request_id, message, |mut c, r| async move {
                 c.create_phone_number(r).await
             })
             .await?;
@@ -452,7 +459,7 @@ impl Client {
             consistency: consistency.to_wire(),
         };
         let response = self
-            .read_access("get_phone_number", message, |mut c, r| async move { c.get_phone_number(r).await })
+            .read_on(&self.access, "get_phone_number", message, |mut c, r| async move { c.get_phone_number(r).await })
             .await?;
         required("get_phone_number", "phone_number", response.phone_number)
     }
@@ -469,8 +476,10 @@ impl Client {
             page_token: page.token_for_wire(),
             consistency: page.consistency.to_wire(),
         };
-        let response = self
-            .read_access("list_phone_numbers", message, |mut c, r| async move { c.list_phone_numbers(r).await })
+        let response =
+            self.read_on(&self.access, "list_phone_numbers", message, |mut c, r| async move {
+                c.list_phone_numbers(r).await
+            })
             .await?;
         Ok(page_of(response.phone_numbers, response.next_page_token, response.read))
     }
@@ -513,7 +522,7 @@ impl Client {
             request_id: request_id.to_string(),
         };
         let response = self
-            .write_access("update_phone_number", request_id, message, |mut c, r| async move {
+            .write_on(&self.access, "update_phone_number", request_id, message, |mut c, r| async move {
                 c.update_phone_number(r).await
             })
             .await?;
@@ -537,7 +546,7 @@ impl Client {
             number: number.to_string(),
             request_id: request_id.to_string(),
         };
-        self.write_access("delete_phone_number", request_id, message, |mut c, r| async move {
+        self.write_on(&self.access, "delete_phone_number", request_id, message, |mut c, r| async move {
             c.delete_phone_number(r).await
         })
         .await?;
@@ -564,7 +573,7 @@ impl Client {
             consistency: page.consistency.to_wire(),
         };
         let response = self
-            .read_access("list_audit_events", message, |mut c, r| async move { c.list_audit_events(r).await })
+            .read_on(&self.access, "list_audit_events", message, |mut c, r| async move { c.list_audit_events(r).await })
             .await?;
         Ok(page_of(response.events, response.next_page_token, response.read))
     }
@@ -581,47 +590,4 @@ impl Client {
     }
 
     // ------------------------------------------------------------------------- plumbing
-
-    async fn write_access<Req, Resp, F, Fut>(
-        &self,
-        rpc: &'static str,
-        request_id: &RequestId,
-        message: Req,
-        send: F,
-    ) -> Result<Resp, ClientError>
-    where
-        Req: Clone,
-        F: Fn(AccessServiceClient<Transport>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-    {
-        let access = &self.access;
-        call_with_retries(
-            &self.options,
-            &self.endpoint,
-            rpc,
-            CallKind::Write,
-            Some(request_id.as_str()),
-            message,
-            |request| send(access.clone(), request),
-        )
-        .await
-    }
-
-    async fn read_access<Req, Resp, F, Fut>(
-        &self,
-        rpc: &'static str,
-        message: Req,
-        send: F,
-    ) -> Result<Resp, ClientError>
-    where
-        Req: Clone,
-        F: Fn(AccessServiceClient<Transport>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-    {
-        let access = &self.access;
-        call_with_retries(&self.options, &self.endpoint, rpc, CallKind::Read, None, message, |request| {
-            send(access.clone(), request)
-        })
-        .await
-    }
 }

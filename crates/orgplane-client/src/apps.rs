@@ -8,20 +8,17 @@
 //! from any [`std::io::Read`] first (up to [`IMPORT_MAX_BYTES`]), so each attempt can stream
 //! the same bytes again under the same request id: the server applies the import once.
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use orgplane_model::ResourceKind;
 use orgplane_proto::v1;
-use orgplane_proto::v1::app_service_client::AppServiceClient;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
 
 use crate::client::{required, Client};
 use crate::error::ClientError;
 use crate::retry::{call_with_retries, CallKind};
-use crate::transport::Transport;
 use crate::types::{non_empty, Consistency, OrgRef, Page, PageRequest, RequestId};
 
 /// The chunk size of an upload (the server sends exports in chunks of the same size).
@@ -89,8 +86,9 @@ impl Client {
             assets: spec.assets.iter().cloned().collect(),
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write_apps("create_app", request_id, message, |mut c, r| async move { c.create_app(r).await }).await?;
+        let response = self
+            .write_on(&self.apps, "create_app", request_id, message, |mut c, r| async move { c.create_app(r).await })
+            .await?;
         required("create_app", "app", response.app)
     }
 
@@ -106,7 +104,8 @@ impl Client {
             app_id: app_id.to_string(),
             consistency: consistency.to_wire(),
         };
-        let response = self.read_apps("get_app", message, |mut c, r| async move { c.get_app(r).await }).await?;
+        let response =
+            self.read_on(&self.apps, "get_app", message, |mut c, r| async move { c.get_app(r).await }).await?;
         required("get_app", "app", response.app)
     }
 
@@ -118,7 +117,8 @@ impl Client {
             page_token: page.token_for_wire(),
             consistency: page.consistency.to_wire(),
         };
-        let response = self.read_apps("list_apps", message, |mut c, r| async move { c.list_apps(r).await }).await?;
+        let response =
+            self.read_on(&self.apps, "list_apps", message, |mut c, r| async move { c.list_apps(r).await }).await?;
         Ok(Page { items: response.apps, next_page_token: non_empty(response.next_page_token), read: response.read })
     }
 
@@ -152,8 +152,9 @@ impl Client {
             expected_version,
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write_apps("update_app", request_id, message, |mut c, r| async move { c.update_app(r).await }).await?;
+        let response = self
+            .write_on(&self.apps, "update_app", request_id, message, |mut c, r| async move { c.update_app(r).await })
+            .await?;
         required("update_app", "app", response.app)
     }
 
@@ -181,7 +182,8 @@ impl Client {
             expected_version,
             request_id: request_id.to_string(),
         };
-        self.write_apps("delete_app", request_id, message, |mut c, r| async move { c.delete_app(r).await }).await?;
+        self.write_on(&self.apps, "delete_app", request_id, message, |mut c, r| async move { c.delete_app(r).await })
+            .await?;
         Ok(())
     }
 
@@ -213,8 +215,10 @@ impl Client {
             resource_id: resource_id.to_string(),
             request_id: request_id.to_string(),
         };
-        let response = self
-            .write_apps("bind_app_slot", request_id, message, |mut c, r| async move { c.bind_app_slot(r).await })
+        let response =
+            self.write_on(&self.apps, "bind_app_slot", request_id, message, |mut c, r| async move {
+                c.bind_app_slot(r).await
+            })
             .await?;
         required("bind_app_slot", "app", response.app)
     }
@@ -239,7 +243,9 @@ impl Client {
             request_id: request_id.to_string(),
         };
         let response = self
-            .write_apps("unbind_app_slot", request_id, message, |mut c, r| async move { c.unbind_app_slot(r).await })
+            .write_on(&self.apps, "unbind_app_slot", request_id, message, |mut c, r| async move {
+                c.unbind_app_slot(r).await
+            })
             .await?;
         required("unbind_app_slot", "app", response.app)
     }
@@ -263,7 +269,7 @@ impl Client {
             request_id: request_id.to_string(),
         };
         let response = self
-            .write_apps("publish_app", request_id, message, |mut c, r| async move { c.publish_app(r).await })
+            .write_on(&self.apps, "publish_app", request_id, message, |mut c, r| async move { c.publish_app(r).await })
             .await?;
         required("publish_app", "app", response.app)
     }
@@ -364,42 +370,6 @@ impl Client {
             async move { apps.import_app(request).await }
         })
         .await
-    }
-
-    async fn write_apps<Req, Resp, F, Fut>(
-        &self,
-        rpc: &'static str,
-        request_id: &RequestId,
-        message: Req,
-        send: F,
-    ) -> Result<Resp, ClientError>
-    where
-        Req: Clone,
-        F: Fn(AppServiceClient<Transport>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-    {
-        let apps = &self.apps;
-        call_with_retries(
-            &self.options,
-            &self.endpoint,
-            rpc,
-            CallKind::Write,
-            Some(request_id.as_str()),
-            message,
-            |r| send(apps.clone(), r),
-        )
-        .await
-    }
-
-    async fn read_apps<Req, Resp, F, Fut>(&self, rpc: &'static str, message: Req, send: F) -> Result<Resp, ClientError>
-    where
-        Req: Clone,
-        F: Fn(AppServiceClient<Transport>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-    {
-        let apps = &self.apps;
-        call_with_retries(&self.options, &self.endpoint, rpc, CallKind::Read, None, message, |r| send(apps.clone(), r))
-            .await
     }
 }
 

@@ -119,8 +119,8 @@ impl Client {
             name: name.to_string(),
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write("create_org", request_id, message, |mut client, request| async move {
+        let response = self
+            .write_on(&self.org, "create_org", request_id, message, |mut client, request| async move {
                 client.create_org(request).await
             })
             .await?;
@@ -131,7 +131,7 @@ impl Client {
     pub async fn get_org(&self, org: impl OrgRef, consistency: Consistency) -> Result<OrgRead, ClientError> {
         let message = v1::GetOrgRequest { org_id: org.org_id_text(), consistency: consistency.to_wire() };
         let response = self
-            .read_org("get_org", message, |mut client, request| async move { client.get_org(request).await })
+            .read_on(&self.org, "get_org", message, |mut client, request| async move { client.get_org(request).await })
             .await?;
         Ok(OrgRead { org: required("get_org", "org", response.org)?, read: response.read })
     }
@@ -144,8 +144,10 @@ impl Client {
             page_token: page.token_for_wire(),
             consistency: page.consistency.to_wire(),
         };
-        let response = self
-            .read_org("list_orgs", message, |mut client, request| async move { client.list_orgs(request).await })
+        let response =
+            self.read_on(&self.org, "list_orgs", message, |mut client, request| async move {
+                client.list_orgs(request).await
+            })
             .await?;
         Ok(Page { items: response.orgs, next_page_token: non_empty(response.next_page_token), read: response.read })
     }
@@ -182,8 +184,8 @@ impl Client {
             request_id: request_id.to_string(),
             allowed_import_regions: None,
         };
-        let response =
-            self.write("update_org", request_id, message, |mut client, request| async move {
+        let response = self
+            .write_on(&self.org, "update_org", request_id, message, |mut client, request| async move {
                 client.update_org(request).await
             })
             .await?;
@@ -220,8 +222,8 @@ impl Client {
                 regions: regions.iter().map(ToString::to_string).collect(),
             }),
         };
-        let response =
-            self.write("update_org", request_id, message, |mut client, request| async move {
+        let response = self
+            .write_on(&self.org, "update_org", request_id, message, |mut client, request| async move {
                 client.update_org(request).await
             })
             .await?;
@@ -242,8 +244,8 @@ impl Client {
     ) -> Result<u64, ClientError> {
         let message =
             v1::DeleteOrgRequest { org_id: org.org_id_text(), expected_version, request_id: request_id.to_string() };
-        let response =
-            self.write("delete_org", request_id, message, |mut client, request| async move {
+        let response = self
+            .write_on(&self.org, "delete_org", request_id, message, |mut client, request| async move {
                 client.delete_org(request).await
             })
             .await?;
@@ -271,8 +273,8 @@ impl Client {
             role: role.to_string(),
             request_id: request_id.to_string(),
         };
-        let response =
-            self.write("add_member", request_id, message, |mut client, request| async move {
+        let response = self
+            .write_on(&self.org, "add_member", request_id, message, |mut client, request| async move {
                 client.add_member(request).await
             })
             .await?;
@@ -299,7 +301,7 @@ impl Client {
             request_id: request_id.to_string(),
         };
         let response = self
-            .write("set_member_role", request_id, message, |mut client, request| async move {
+            .write_on(&self.org, "set_member_role", request_id, message, |mut client, request| async move {
                 client.set_member_role(request).await
             })
             .await?;
@@ -323,7 +325,7 @@ impl Client {
             user_id: user.to_string(),
             request_id: request_id.to_string(),
         };
-        self.write("remove_member", request_id, message, |mut client, request| async move {
+        self.write_on(&self.org, "remove_member", request_id, message, |mut client, request| async move {
             client.remove_member(request).await
         })
         .await?;
@@ -339,7 +341,9 @@ impl Client {
             consistency: page.consistency.to_wire(),
         };
         let response = self
-            .read_org("list_members", message, |mut client, request| async move { client.list_members(request).await })
+            .read_on(&self.org, "list_members", message, |mut client, request| async move {
+                client.list_members(request).await
+            })
             .await?;
         Ok(Page { items: response.members, next_page_token: non_empty(response.next_page_token), read: response.read })
     }
@@ -363,8 +367,8 @@ impl Client {
             page_token: page.token_for_wire(),
             consistency: page.consistency.to_wire(),
         };
-        let response =
-            self.read_org("list_user_orgs", message, |mut client, request| async move {
+        let response = self
+            .read_on(&self.org, "list_user_orgs", message, |mut client, request| async move {
                 client.list_user_orgs(request).await
             })
             .await?;
@@ -405,9 +409,12 @@ impl Client {
     /// The status of every node of every region (from a router), or of the answering node.
     pub async fn cluster_status(&self) -> Result<Vec<v1::RegionStatus>, ClientError> {
         let response = self
-            .read_cluster("get_cluster_status", v1::GetClusterStatusRequest {}, |mut client, request| async move {
-                client.get_cluster_status(request).await
-            })
+            .read_on(
+                &self.cluster,
+                "get_cluster_status",
+                v1::GetClusterStatusRequest {},
+                |mut client, request| async move { client.get_cluster_status(request).await },
+            )
             .await?;
         Ok(response.regions)
     }
@@ -415,7 +422,7 @@ impl Client {
     /// The regions and their node endpoints (served by the router).
     pub async fn topology(&self) -> Result<Vec<v1::RegionEndpoints>, ClientError> {
         let response = self
-            .read_cluster("get_topology", v1::GetTopologyRequest {}, |mut client, request| async move {
+            .read_on(&self.cluster, "get_topology", v1::GetTopologyRequest {}, |mut client, request| async move {
                 client.get_topology(request).await
             })
             .await?;
@@ -486,55 +493,45 @@ impl Client {
 
     // --------------------------------------------------------------------------- plumbing
 
-    async fn write<Req, Resp, F, Fut>(
+    /// A write on one service's client, retried (when its code allows) under `request_id`, so
+    /// the server applies it once.
+    pub(crate) async fn write_on<C, Req, Resp, F, Fut>(
         &self,
+        service: &C,
         rpc: &'static str,
         request_id: &RequestId,
         message: Req,
         send: F,
     ) -> Result<Resp, ClientError>
     where
+        C: Clone,
         Req: Clone,
-        F: Fn(OrgServiceClient<Transport>, Request<Req>) -> Fut,
+        F: Fn(C, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        call_with_retries(
-            &self.options,
-            &self.endpoint,
-            rpc,
-            CallKind::Write,
-            Some(request_id.as_str()),
-            message,
-            |request| send(self.org.clone(), request),
-        )
-        .await
-    }
-
-    async fn read_org<Req, Resp, F, Fut>(&self, rpc: &'static str, message: Req, send: F) -> Result<Resp, ClientError>
-    where
-        Req: Clone,
-        F: Fn(OrgServiceClient<Transport>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-    {
-        call_with_retries(&self.options, &self.endpoint, rpc, CallKind::Read, None, message, |request| {
-            send(self.org.clone(), request)
+        let kind = CallKind::Write;
+        call_with_retries(&self.options, &self.endpoint, rpc, kind, Some(request_id.as_str()), message, |request| {
+            send(service.clone(), request)
         })
         .await
     }
 
-    async fn read_cluster<Req, Resp, F, Fut>(
+    /// A read on one service's client, retried when its code allows.
+    pub(crate) async fn read_on<C, Req, Resp, F, Fut>(
         &self,
+        service: &C,
         rpc: &'static str,
         message: Req,
         send: F,
     ) -> Result<Resp, ClientError>
     where
+        C: Clone,
         Req: Clone,
-        F: Fn(ClusterServiceClient<Transport>, Request<Req>) -> Fut,
+        F: Fn(C, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         call_with_retries(&self.options, &self.endpoint, rpc, CallKind::Read, None, message, |request| {
-            send(self.cluster.clone(), request)
+            send(service.clone(), request)
         })
         .await
     }

@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::caller;
 use crate::error::NodeError;
-use crate::org_service::{not_found_here, now_ms, unexpected, NodeCore};
+use crate::org_service::{now_ms, unexpected, NodeCore};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -39,26 +39,6 @@ impl AccessServiceImpl {
     /// Commits `op` for `actor`; an org NOT_FOUND says where the id points.
     async fn commit(&self, actor: Actor, request_id: &str, op: Op) -> Result<CommandOutcome, Status> {
         Ok(self.core.write_org(actor, request_id, op).await?)
-    }
-
-    /// Answers the read `kind` about `org` for `actor`: linearized as `consistency` asks, then
-    /// authorized and run on one consistent view, so the permission check and the answer see
-    /// the same state.
-    async fn query<T>(
-        &self,
-        actor: &Actor,
-        org: &OrgId,
-        kind: QueryKind,
-        consistency: i32,
-        run: impl FnOnce(&ConsistentView<'_>) -> Result<T, QueryError>,
-    ) -> Result<(T, ReadInfo), Status> {
-        let core = &self.core;
-        let read = core.prepare_read(consistency).await?;
-        let answer = core.state.read_consistent(|view| {
-            core.authorize_read(view, actor, Some(org), kind)?;
-            run(view).map_err(|e| not_found_here(core, org, NodeError::from_query(core.region, e)))
-        })?;
-        Ok((answer, read))
     }
 }
 
@@ -161,7 +141,8 @@ impl AccessService for AccessServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         let (limit, after) = page(req.page_size, &req.page_token)?;
         let ((custom, next), read) = self
-            .query(&actor, &org_id, QueryKind::ListRoles, req.consistency, |view| {
+            .core
+            .query_org(&actor, &org_id, QueryKind::ListRoles, req.consistency, |view| {
                 state::list_custom_roles(view, &org_id, after.as_deref(), limit)
             })
             .await?;
@@ -204,7 +185,8 @@ impl AccessService for AccessServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         let (limit, after) = page(req.page_size, &req.page_token)?;
         let ((invitations, next), read) = self
-            .query(&actor, &org_id, QueryKind::ListInvitations, req.consistency, |view| {
+            .core
+            .query_org(&actor, &org_id, QueryKind::ListInvitations, req.consistency, |view| {
                 state::list_invitations(view, &org_id, after.as_deref(), limit)
             })
             .await?;
@@ -269,7 +251,8 @@ impl AccessService for AccessServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         validate::resource_name("name", &req.name).map_err(NodeError::from)?;
         let (view, read) = self
-            .query(&actor, &org_id, QueryKind::GetIntegration, req.consistency, |view| {
+            .core
+            .query_org(&actor, &org_id, QueryKind::GetIntegration, req.consistency, |view| {
                 state::get_integration(view, &org_id, &req.name)?
                     .ok_or_else(|| not_found(view, "integration", &req.name, &org_id))
             })
@@ -286,7 +269,8 @@ impl AccessService for AccessServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         let (limit, after) = page(req.page_size, &req.page_token)?;
         let ((views, next), read) = self
-            .query(&actor, &org_id, QueryKind::ListIntegrations, req.consistency, |view| {
+            .core
+            .query_org(&actor, &org_id, QueryKind::ListIntegrations, req.consistency, |view| {
                 state::list_integrations(view, &org_id, after.as_deref(), limit)
             })
             .await?;
@@ -364,7 +348,8 @@ impl AccessService for AccessServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         validate::phone_number(&req.number).map_err(NodeError::from)?;
         let (number, read) = self
-            .query(&actor, &org_id, QueryKind::GetPhoneNumber, req.consistency, |view| {
+            .core
+            .query_org(&actor, &org_id, QueryKind::GetPhoneNumber, req.consistency, |view| {
                 state::get_phone_number(view, &org_id, &req.number)?
                     .ok_or_else(|| not_found(view, "phone number", &req.number, &org_id))
             })
@@ -382,7 +367,8 @@ impl AccessService for AccessServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         let (limit, after) = page(req.page_size, &req.page_token)?;
         let ((numbers, next), read) = self
-            .query(&actor, &org_id, QueryKind::ListPhoneNumbers, req.consistency, |view| {
+            .core
+            .query_org(&actor, &org_id, QueryKind::ListPhoneNumbers, req.consistency, |view| {
                 state::list_phone_numbers(view, &org_id, after.as_deref(), limit)
             })
             .await?;
@@ -437,7 +423,8 @@ impl AccessService for AccessServiceImpl {
         let filter = conv::parse_audit_filter(&req).map_err(NodeError::from)?;
         let (limit, after) = page(req.page_size, &req.page_token)?;
         let ((events, next), read) = self
-            .query(&actor, &org_id, QueryKind::ListAuditEvents, req.consistency, |view| {
+            .core
+            .query_org(&actor, &org_id, QueryKind::ListAuditEvents, req.consistency, |view| {
                 state::list_audit_events(view, &org_id, &filter, after.as_deref(), limit)
             })
             .await?;

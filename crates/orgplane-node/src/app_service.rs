@@ -72,25 +72,6 @@ impl AppServiceImpl {
         }
     }
 
-    /// Answers the read `kind` about `org` for `actor` from one consistent view, authorized on
-    /// that same view.
-    async fn query<T>(
-        &self,
-        actor: &Actor,
-        org: &OrgId,
-        kind: QueryKind,
-        consistency: i32,
-        run: impl FnOnce(&ConsistentView<'_>) -> Result<T, QueryError>,
-    ) -> Result<(T, ReadInfo), Status> {
-        let core = &self.core;
-        let read = core.prepare_read(consistency).await?;
-        let answer = core.state.read_consistent(|view| {
-            core.authorize_read(view, actor, Some(org), kind)?;
-            run(view).map_err(|e| not_found_here(core, org, NodeError::from_query(core.region, e)))
-        })?;
-        Ok((answer, read))
-    }
-
     /// The app, or its NOT_FOUND (the org's own when the org is missing).
     fn app_in(view: &ConsistentView<'_>, org: &OrgId, app: &AppId) -> Result<App, QueryError> {
         if let Some(found) = state::get_app(view, org, app)? {
@@ -298,7 +279,8 @@ impl AppService for AppServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         let app_id = parse_app_id("app_id", &req.app_id).map_err(NodeError::from)?;
         let (app, read) = self
-            .query(&actor, &org_id, QueryKind::GetApp, req.consistency, |view| Self::app_in(view, &org_id, &app_id))
+            .core
+            .query_org(&actor, &org_id, QueryKind::GetApp, req.consistency, |view| Self::app_in(view, &org_id, &app_id))
             .await?;
         Ok(self.core.reply(GetAppResponse { app: Some(conv::app_to_wire(&app)), read: Some(read) }))
     }
@@ -310,7 +292,8 @@ impl AppService for AppServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         let (limit, after) = page(req.page_size, &req.page_token)?;
         let ((apps, next), read) = self
-            .query(&actor, &org_id, QueryKind::ListApps, req.consistency, |view| {
+            .core
+            .query_org(&actor, &org_id, QueryKind::ListApps, req.consistency, |view| {
                 state::list_apps(view, &org_id, after.as_deref(), limit)
             })
             .await?;
@@ -406,7 +389,10 @@ impl AppService for AppServiceImpl {
         let org_id = self.core.org_id(&req.org_id)?;
         let app_id = parse_app_id("app_id", &req.app_id).map_err(NodeError::from)?;
         let (app, _read) = self
-            .query(&actor, &org_id, QueryKind::ExportApp, req.consistency, |view| Self::app_in(view, &org_id, &app_id))
+            .core
+            .query_org(&actor, &org_id, QueryKind::ExportApp, req.consistency, |view| {
+                Self::app_in(view, &org_id, &app_id)
+            })
             .await?;
         let bytes = write_archive(&archive_of(&app, self.core.region), &self.limits).map_err(|e| {
             NodeError::Domain(DomainError::failed_precondition(format!("app {app_id} cannot be exported: {e}")))

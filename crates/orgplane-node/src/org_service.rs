@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use orgplane_model::command::CommandOutcome;
 use orgplane_model::policy::{self, QueryKind};
-use orgplane_model::state::{self, StateRead};
+use orgplane_model::state::{self, QueryError, StateRead};
 use orgplane_model::{validate, Actor, Command, DomainError, Op, OrgId, Region};
 use orgplane_proto::conv::{self, decode_page_token, encode_page_token, parse_org_id, parse_region, parse_role};
 use orgplane_proto::v1::org_service_server::OrgService;
 use orgplane_proto::v1::*;
 use orgplane_proto::ConvError;
 use orgplane_raft::{current_leader, node_addr, Proposer, Raft, ReadIndexer};
-use orgplane_store_sled::StateReader;
+use orgplane_store_sled::{ConsistentView, StateReader};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
@@ -73,6 +73,25 @@ impl NodeCore {
                 None => e,
             }
         })
+    }
+
+    /// Answers the read `kind` about `org` for `actor`: made as fresh as `consistency` asks,
+    /// then authorized and run on one consistent view, so the permission check and the answer
+    /// see the same state. A missing org and one the actor may not see answer alike.
+    pub(crate) async fn query_org<T>(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        kind: QueryKind,
+        consistency: i32,
+        run: impl FnOnce(&ConsistentView<'_>) -> Result<T, QueryError>,
+    ) -> Result<(T, ReadInfo), Status> {
+        let read = self.prepare_read(consistency).await?;
+        let answer = self.state.read_consistent(|view| {
+            self.authorize_read(view, actor, Some(org), kind)?;
+            run(view).map_err(|e| not_found_here(self, org, NodeError::from_query(self.region, e)))
+        })?;
+        Ok((answer, read))
     }
 
     /// The org and user of a membership request, validated.
