@@ -162,6 +162,10 @@ pub enum WorkloadName {
     GetOrgLocal,
     /// ListUserOrgs for a user who is a member in every reachable region (the router's fan-out).
     UserOrgs,
+    /// ExportApp of one app (a few KiB of definition, two slots), streamed to the end.
+    ExportApp,
+    /// ImportApp of that app's archive into the pre-created orgs: each a new app.
+    ImportApp,
     /// A weighted mix of the others (see --mix).
     Mix,
 }
@@ -176,6 +180,8 @@ impl WorkloadName {
             WorkloadName::GetOrg => only(OpKind::GetOrg),
             WorkloadName::GetOrgLocal => only(OpKind::GetOrgLocal),
             WorkloadName::UserOrgs => only(OpKind::UserOrgs),
+            WorkloadName::ExportApp => only(OpKind::ExportApp),
+            WorkloadName::ImportApp => only(OpKind::ImportApp),
             WorkloadName::Mix => mix.clone(),
         }
     }
@@ -188,6 +194,8 @@ impl WorkloadName {
             WorkloadName::GetOrg => "get-org",
             WorkloadName::GetOrgLocal => "get-org-local",
             WorkloadName::UserOrgs => "user-orgs",
+            WorkloadName::ExportApp => "export-app",
+            WorkloadName::ImportApp => "import-app",
             WorkloadName::Mix => "mix",
         }
     }

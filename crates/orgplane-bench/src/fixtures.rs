@@ -1,5 +1,6 @@
 //! The data a workload needs before the clock starts: orgs to read and add members to, one org
-//! per client to update, and a user who is a member in every reachable region. Created once per
+//! per client to update, a user who is a member in every reachable region, and an app with its
+//! exported archive. Created once per
 //! benchmark invocation, with request ids so a retried create applies once, and every retry
 //! loop bounded by one setup deadline.
 
@@ -10,8 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use futures::{StreamExt, TryStreamExt};
 use orgplane_model::Region;
+use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
-use orgplane_proto::v1::{AddMemberRequest, CreateOrgRequest, GetOrgRequest, Org, ReadConsistency};
+use orgplane_proto::v1::{
+    export_app_chunk, AddMemberRequest, AppSlotSpec, CreateAppRequest, CreateOrgRequest, ExportAppRequest,
+    GetOrgRequest, Org, ReadConsistency,
+};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -29,6 +34,21 @@ pub struct OwnedOrg {
     pub version: AtomicU64,
 }
 
+/// The app the app workloads export, and its archive, which they import.
+pub struct FixtureApp {
+    pub org_id: String,
+    pub app_id: String,
+    /// The exported ZIP, as `orgctl app export` writes it.
+    pub archive: Vec<u8>,
+}
+
+/// The fixture app's definition: a few kilobytes of JSON, like a small bot's steps.
+fn app_definition() -> String {
+    let steps: Vec<String> =
+        (0..40).map(|i| format!(r#""step{i}":{{"say":"Hello from step {i}","next":"step{}"}}"#, i + 1)).collect();
+    format!(r#"{{"entry":"step0","steps":{{{}}}}}"#, steps.join(","))
+}
+
 /// What was created for the workload.
 pub struct Fixtures {
     /// Unique per invocation; prefixes user ids and request ids so reruns against the same
@@ -40,6 +60,8 @@ pub struct Fixtures {
     pub owned: Vec<OwnedOrg>,
     /// The user who is a member of one org in each reachable region, for user-orgs.
     pub fanout_user: Option<String>,
+    /// The app (in the first pool org) for export-app and import-app.
+    pub app: Option<FixtureApp>,
 }
 
 /// How much to create.
@@ -51,19 +73,23 @@ pub struct FixtureNeeds {
     pub owned_orgs: usize,
     /// The regions the fan-out user gets a membership in (empty: no fan-out user).
     pub fanout_regions: Vec<Region>,
+    /// An app and its archive.
+    pub app: bool,
 }
 
 impl FixtureNeeds {
     /// What `mix` needs with `orgs` pool orgs, at most `max_clients` clients, and the fan-out
     /// user in each of `regions`.
     pub fn for_mix(mix: &Mix, orgs: usize, max_clients: usize, regions: &[Region]) -> FixtureNeeds {
+        let app = mix.contains(OpKind::ExportApp) || mix.contains(OpKind::ImportApp);
         let pool = [OpKind::CreateMember, OpKind::GetOrg, OpKind::GetOrgLocal, OpKind::ListMembers]
             .iter()
             .any(|op| mix.contains(*op));
         FixtureNeeds {
-            pool_orgs: if pool { orgs.max(1) } else { 0 },
+            pool_orgs: if pool || app { orgs.max(1) } else { 0 },
             owned_orgs: if mix.contains(OpKind::UpdateOrg) { max_clients } else { 0 },
             fanout_regions: if mix.contains(OpKind::UserOrgs) { regions.to_vec() } else { Vec::new() },
+            app,
         }
     }
 }
@@ -83,6 +109,7 @@ pub async fn create(
     deadline: Instant,
 ) -> anyhow::Result<Fixtures> {
     let run_id = new_run_id();
+    let apps = AppServiceClient::new(channel.clone());
     let client = OrgServiceClient::new(channel);
     let create_in = |region: Region, label: &'static str, count: usize| {
         let (client, run_id) = (client.clone(), run_id.clone());
@@ -91,7 +118,7 @@ pub async fn create(
             .buffer_unordered(SETUP_CONCURRENCY)
             .try_collect::<Vec<Org>>()
     };
-    let pool = create_in(region, "pool", needs.pool_orgs).await?.into_iter().map(|org| org.id).collect();
+    let pool: Vec<String> = create_in(region, "pool", needs.pool_orgs).await?.into_iter().map(|org| org.id).collect();
     let owned = create_in(region, "owned", needs.owned_orgs)
         .await?
         .into_iter()
@@ -117,7 +144,55 @@ pub async fn create(
         }
         fanout_user = Some(user);
     }
-    Ok(Fixtures { run_id, pool, owned, fanout_user })
+    let app = match (needs.app, pool.first()) {
+        (true, Some(org_id)) => Some(create_app(apps, org_id, &run_id, deadline).await?),
+        _ => None,
+    };
+    Ok(Fixtures { run_id, pool, owned, fanout_user, app })
+}
+
+/// Creates the fixture app in `org_id` (two slots, a few KiB of definition) and exports it.
+async fn create_app(
+    apps: AppServiceClient<Channel>,
+    org_id: &str,
+    run_id: &str,
+    deadline: Instant,
+) -> anyhow::Result<FixtureApp> {
+    let request = CreateAppRequest {
+        org_id: org_id.to_string(),
+        name: format!("bench-{run_id}"),
+        definition: app_definition(),
+        slots: vec![
+            AppSlotSpec { name: "crm".into(), kind: "integration:http".into() },
+            AppSlotSpec { name: "line".into(), kind: "phone_number".into() },
+        ],
+        assets: Default::default(),
+        request_id: format!("bench-{run_id}-app"),
+    };
+    let created = with_retries("creating the fixture app", deadline, || {
+        let (mut apps, request) = (apps.clone(), request.clone());
+        async move { apps.create_app(request).await }
+    })
+    .await?;
+    let app_id = created.into_inner().app.context("CreateApp answered without an app")?.id;
+    let export = ExportAppRequest {
+        org_id: org_id.to_string(),
+        app_id: app_id.clone(),
+        consistency: ReadConsistency::Linearizable as i32,
+    };
+    let mut stream = with_retries("exporting the fixture app", deadline, || {
+        let (mut apps, export) = (apps.clone(), export.clone());
+        async move { apps.export_app(export).await }
+    })
+    .await?
+    .into_inner();
+    let mut archive = Vec::new();
+    while let Some(chunk) = stream.message().await.context("exporting the fixture app")? {
+        if let Some(export_app_chunk::Part::Data(data)) = chunk.part {
+            archive.extend_from_slice(&data);
+        }
+    }
+    Ok(FixtureApp { org_id: org_id.to_string(), app_id, archive })
 }
 
 /// Creates one org, retrying with the same request id while the region is unavailable.
@@ -196,13 +271,17 @@ mod tests {
         let check = |mix: &str, expected: FixtureNeeds| {
             assert_eq!(FixtureNeeds::for_mix(&mix.parse().unwrap(), 64, 256, &regions), expected, "{mix}");
         };
-        check("get-org=1", FixtureNeeds { pool_orgs: 64, owned_orgs: 0, fanout_regions: vec![] });
-        check("update-org=1", FixtureNeeds { pool_orgs: 0, owned_orgs: 256, fanout_regions: vec![] });
-        check("user-orgs=1", FixtureNeeds { pool_orgs: 0, owned_orgs: 0, fanout_regions: regions.to_vec() });
+        check("get-org=1", FixtureNeeds { pool_orgs: 64, owned_orgs: 0, fanout_regions: vec![], app: false });
+        check("update-org=1", FixtureNeeds { pool_orgs: 0, owned_orgs: 256, fanout_regions: vec![], app: false });
+        check(
+            "user-orgs=1",
+            FixtureNeeds { pool_orgs: 0, owned_orgs: 0, fanout_regions: regions.to_vec(), app: false },
+        );
         check(
             "get-org=80,create-members=15,update-org=5",
-            FixtureNeeds { pool_orgs: 64, owned_orgs: 256, fanout_regions: vec![] },
+            FixtureNeeds { pool_orgs: 64, owned_orgs: 256, fanout_regions: vec![], app: false },
         );
+        check("import-app=1", FixtureNeeds { pool_orgs: 64, owned_orgs: 0, fanout_regions: vec![], app: true });
     }
 
     #[test]

@@ -350,8 +350,13 @@ async fn measure_growth(
         region.wait_applied(START_TIMEOUT).await?;
         let mut runs = Vec::new();
         for op in MEASURED_OPS {
-            let fixtures =
-                Fixtures { run_id: run_id.clone(), pool: shuffled(&org_ids), owned: Vec::new(), fanout_user: None };
+            let fixtures = Fixtures {
+                run_id: run_id.clone(),
+                pool: shuffled(&org_ids),
+                owned: Vec::new(),
+                fanout_user: None,
+                app: None,
+            };
             let workload = Arc::new(Workload::new(Mix::single(op), fixtures, false));
             let label = format!("growth {} orgs", size.orgs);
             runs.push(measure(&workload, op.as_str(), &label, &endpoints, args.clients, &load).await?);

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::cpu::{CpuSample, CpuUsage};
-use crate::workload::{Failure, OpKind, Workload};
+use crate::workload::{Clients, Failure, OpKind, Workload};
 
 /// The largest latency a histogram holds exactly: one minute, in microseconds. Longer ones are
 /// recorded as one minute (the request timeout is far below).
@@ -200,17 +199,17 @@ async fn client_loop(
     measure_from: Instant,
     end: Instant,
 ) -> BTreeMap<OpKind, OpStats> {
-    let mut client = OrgServiceClient::new(channel);
+    let mut clients = Clients::new(channel);
     let mut state = workload.client(index);
     let mut stats: BTreeMap<OpKind, OpStats> = BTreeMap::new();
     loop {
         let op = workload.pick(&mut state);
-        workload.prepare(op, &mut client, &mut state).await;
+        workload.prepare(op, &mut clients, &mut state).await;
         let started = Instant::now();
         if started >= end {
             break;
         }
-        let result = workload.issue(op, &mut client, &mut state).await;
+        let result = workload.issue(op, &mut clients, &mut state).await;
         if started >= measure_from {
             stats.entry(op).or_default().record(result, started.elapsed());
         }

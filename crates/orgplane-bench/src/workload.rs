@@ -5,10 +5,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use orgplane_proto::v1::{
-    AddMemberRequest, GetOrgRequest, ListMembersRequest, ListOrgsRequest, ListUserOrgsRequest, ReadConsistency,
-    RegionState, UpdateOrgRequest,
+    export_app_chunk, import_app_chunk, AddMemberRequest, ExportAppRequest, GetOrgRequest, ImportAppChunk,
+    ImportAppHeader, ListMembersRequest, ListOrgsRequest, ListUserOrgsRequest, ReadConsistency, RegionState,
+    UpdateOrgRequest,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -33,6 +35,26 @@ pub enum OpKind {
     ListOrgs,
     /// Linearizable ListMembers of a pool org (one page of up to [`LIST_PAGE_SIZE`]).
     ListMembers,
+    /// ExportApp of the fixture app: the archive streamed to the end.
+    ExportApp,
+    /// ImportApp of the fixture app's archive into a pool org: an upload, a full check of the
+    /// archive and one write that creates an app.
+    ImportApp,
+}
+
+/// The size of one upload message of an import, as `orgctl app import` sends them.
+pub const UPLOAD_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The gRPC clients one bench client sends its requests with, over one channel.
+pub struct Clients {
+    pub org: OrgServiceClient<Channel>,
+    pub apps: AppServiceClient<Channel>,
+}
+
+impl Clients {
+    pub fn new(channel: Channel) -> Clients {
+        Clients { org: OrgServiceClient::new(channel.clone()), apps: AppServiceClient::new(channel) }
+    }
 }
 
 /// The page size of the list operations.
@@ -40,7 +62,7 @@ pub const LIST_PAGE_SIZE: u32 = 100;
 
 impl OpKind {
     /// Every kind, in report order.
-    pub const ALL: [OpKind; 7] = [
+    pub const ALL: [OpKind; 9] = [
         OpKind::CreateMember,
         OpKind::UpdateOrg,
         OpKind::GetOrg,
@@ -48,6 +70,8 @@ impl OpKind {
         OpKind::UserOrgs,
         OpKind::ListOrgs,
         OpKind::ListMembers,
+        OpKind::ExportApp,
+        OpKind::ImportApp,
     ];
 
     /// The name used on the command line and in reports.
@@ -60,6 +84,8 @@ impl OpKind {
             OpKind::UserOrgs => "user-orgs",
             OpKind::ListOrgs => "list-orgs",
             OpKind::ListMembers => "list-members",
+            OpKind::ExportApp => "export-app",
+            OpKind::ImportApp => "import-app",
         }
     }
 }
@@ -191,7 +217,7 @@ impl Workload {
 
     /// Work before `op` that is not part of its latency: re-reads the client's org after an
     /// update whose outcome is unknown. Errors here are left to the measured request.
-    pub async fn prepare(&self, op: OpKind, client: &mut OrgServiceClient<Channel>, state: &mut ClientState) {
+    pub async fn prepare(&self, op: OpKind, clients: &mut Clients, state: &mut ClientState) {
         if op != OpKind::UpdateOrg || state.owned_version.is_some() {
             return;
         }
@@ -199,18 +225,14 @@ impl Workload {
             return;
         };
         let request = GetOrgRequest { org_id: owned.id.clone(), consistency: ReadConsistency::Linearizable as i32 };
-        if let Ok(response) = client.get_org(request).await {
+        if let Ok(response) = clients.org.get_org(request).await {
             state.owned_version = response.into_inner().org.map(|org| org.version);
         }
     }
 
     /// Sends one `op` and waits for its answer.
-    pub async fn issue(
-        &self,
-        op: OpKind,
-        client: &mut OrgServiceClient<Channel>,
-        state: &mut ClientState,
-    ) -> Result<(), Failure> {
+    pub async fn issue(&self, op: OpKind, clients: &mut Clients, state: &mut ClientState) -> Result<(), Failure> {
+        let client = &mut clients.org;
         match op {
             OpKind::CreateMember => {
                 let org_id = self.next_pool_org(state);
@@ -271,6 +293,39 @@ impl Workload {
                 } else {
                     Ok(())
                 }
+            }
+            OpKind::ExportApp => {
+                let app = self.fixtures.app.as_ref().expect("a fixture app");
+                let request = ExportAppRequest {
+                    org_id: app.org_id.clone(),
+                    app_id: app.app_id.clone(),
+                    consistency: ReadConsistency::Linearizable as i32,
+                };
+                let mut stream = clients.apps.export_app(request).await.map_err(|s| code_name(s.code()))?.into_inner();
+                let mut bytes = 0;
+                while let Some(chunk) = stream.message().await.map_err(|s| code_name(s.code()))? {
+                    if let Some(export_app_chunk::Part::Data(data)) = chunk.part {
+                        bytes += data.len();
+                    }
+                }
+                if bytes == app.archive.len() {
+                    Ok(())
+                } else {
+                    Err("SHORT_EXPORT")
+                }
+            }
+            OpKind::ImportApp => {
+                let app = self.fixtures.app.as_ref().expect("a fixture app");
+                let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+                let header = ImportAppHeader { org_id: self.next_pool_org(state), request_id: self.request_id(n) };
+                let mut messages = vec![ImportAppChunk { part: Some(import_app_chunk::Part::Header(header)) }];
+                messages.extend(
+                    app.archive
+                        .chunks(UPLOAD_CHUNK_BYTES)
+                        .map(|data| ImportAppChunk { part: Some(import_app_chunk::Part::Data(data.to_vec())) }),
+                );
+                let upload = futures::stream::iter(messages);
+                clients.apps.import_app(upload).await.map(drop).map_err(|s| code_name(s.code()))
             }
         }
     }
