@@ -449,3 +449,33 @@ async fn health_follows_the_leader_and_peers_check_every_message() {
     assert!(started.elapsed() < Duration::from_secs(15), "bounded by the write timeout");
     region.shutdown().await;
 }
+
+/// Writes that reach a follower are forwarded to the leader and join the leader's own group
+/// commit: the leader's batches hold them, rather than each forwarded batch becoming a log
+/// entry of its own (which cost an append, a flush and an apply per replica: see
+/// BENCHMARKS.md, "Where a write's CPU goes").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_writes_join_the_leaders_group_commit() {
+    const WRITES: usize = 8;
+    let region = TestRegion::start(Region::Us, 3, |config| {
+        test_timings(config);
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let leader = region.leader().await;
+    let follower = region.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let writes = (0..WRITES).map(|i| {
+        let region = &region;
+        async move { create_org(region, follower, &format!("Forwarded {i}")).await }
+    });
+    let orgs = futures::future::join_all(writes).await;
+    assert_eq!(orgs.len(), WRITES);
+
+    let scraped = orgplane_tests::scrape::scrape(region.metrics_addr(leader).expect("metrics are on")).await;
+    let in_leader_batches = scraped.value("orgplane_raft_batch_commands_sum", &[]);
+    assert!(
+        in_leader_batches >= WRITES as f64,
+        "the leader's group commit saw {in_leader_batches} commands; {WRITES} were forwarded to it"
+    );
+    region.shutdown().await;
+}

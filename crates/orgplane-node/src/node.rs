@@ -207,10 +207,10 @@ impl Node {
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let admin = InterceptedService::new(admin, public);
-        let peer =
-            RaftServiceServer::new(PeerService::new(core.region, core.node_id, PeerHandler::new(core.raft.clone())))
-                .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
-                .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
+        let handler = PeerHandler::new(core.raft.clone()).with_proposer(core.proposer.clone());
+        let peer = RaftServiceServer::new(PeerService::new(core.region, core.node_id, handler))
+            .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(PEER_MESSAGE_MAX_BYTES);
         let peer = InterceptedService::new(peer, raft_peers);
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &self.tls {
