@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod browser;
 pub mod faults;
 pub mod scrape;

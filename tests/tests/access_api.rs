@@ -6,37 +6,17 @@
 //! use; invitations are accepted by the verified email's owner, and not once revoked or
 //! expired.
 
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use orgplane_auth::DevKey;
-use orgplane_client::{Client, ClientError, ClientOptions, Consistency, PageRequest, RequestId};
+use orgplane_client::{Client, ClientError, Consistency, PageRequest, RequestId};
 use orgplane_model::{AuditFilter, ConfigEntry, Permission, Region, Role};
-use orgplane_node::NodeConfig;
 use orgplane_router::RouterConfig;
-use orgplane_tests::{test_timings, TestRegion, WAIT};
+use orgplane_tests::auth::{authenticated, client_as, test_key};
+use orgplane_tests::TestRegion;
 use tokio::sync::oneshot;
 use tonic::Code;
 
 const SECRET: &str = "sk-live-77c1e0d2";
-
-/// The signing key of this test process: nodes and the router verify with it, users' tokens
-/// are signed with it. Kept for the whole process (node configs are plain `fn`s).
-fn key() -> &'static DevKey {
-    static KEY: OnceLock<(tempfile::TempDir, DevKey)> = OnceLock::new();
-    &KEY.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let key = orgplane_auth::dev_key::ensure(dir.path()).unwrap();
-        (dir, key)
-    })
-    .1
-}
-
-fn authenticated(config: &mut NodeConfig) {
-    test_timings(config);
-    config.auth = Some(key().config().clone());
-    config.allow_unauthenticated = false;
-}
 
 /// An authenticating router over `region`; it stops when the returned sender is dropped.
 async fn start_router(region: &TestRegion) -> (String, oneshot::Sender<()>) {
@@ -45,7 +25,7 @@ async fn start_router(region: &TestRegion) -> (String, oneshot::Sender<()>) {
     let config = RouterConfig {
         listen: listener.local_addr().unwrap(),
         regions: [(region.region.to_string(), region.peers.values().cloned().collect())].into_iter().collect(),
-        auth: Some(key().config().clone()),
+        auth: Some(test_key().config().clone()),
         ..RouterConfig::default()
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -53,19 +33,6 @@ async fn start_router(region: &TestRegion) -> (String, oneshot::Sender<()>) {
         let _ = stopped.await;
     }));
     (addr, stop)
-}
-
-/// A client acting as `user`, patient enough to wait out an election.
-fn client_as(router: &str, user: &str, platform_admin: bool, email: Option<&str>) -> Client {
-    let token = key().token(user, platform_admin, email, Duration::from_secs(3600)).unwrap();
-    let options = ClientOptions {
-        request_timeout: Duration::from_secs(10),
-        total_timeout: WAIT,
-        max_retries: 30,
-        bearer_token: Some(token),
-        ..ClientOptions::default()
-    };
-    Client::with_options(router, options).unwrap()
 }
 
 fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>, code: Code, needle: &str) {

@@ -5,38 +5,18 @@
 //! publishes only once bound to the target org's own resources; hostile archives are refused
 //! and change nothing; Agents cannot import or publish, and outsiders cannot export.
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use orgplane_appzip::{read_archive, AppArchive, Limits};
-use orgplane_auth::DevKey;
-use orgplane_client::{AppSpec, Client, ClientError, ClientOptions, Consistency, PageRequest};
+use orgplane_client::{AppSpec, Client, ClientError, Consistency, PageRequest};
 use orgplane_model::{AuditFilter, ConfigEntry, Region, ResourceKind, Role};
-use orgplane_node::NodeConfig;
 use orgplane_router::RouterConfig;
-use orgplane_tests::{test_timings, TestRegion, WAIT};
+use orgplane_tests::auth::{authenticated, client_as, test_key};
+use orgplane_tests::TestRegion;
 use tokio::sync::oneshot;
 use tonic::Code;
 
 const SECRET: &str = "sk-live-4b1d7e90c3";
 const EU_NUMBER: &str = "+4930901820";
 const US_NUMBER: &str = "+14155550100";
-
-fn key() -> &'static DevKey {
-    static KEY: OnceLock<(tempfile::TempDir, DevKey)> = OnceLock::new();
-    &KEY.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let key = orgplane_auth::dev_key::ensure(dir.path()).unwrap();
-        (dir, key)
-    })
-    .1
-}
-
-fn authenticated(config: &mut NodeConfig) {
-    test_timings(config);
-    config.auth = Some(key().config().clone());
-    config.allow_unauthenticated = false;
-}
 
 /// An EU and a US region behind one authenticating router, an org in each: `eu` with alice
 /// (Admin), `us` with bob (Admin) and agnes (Agent).
@@ -62,14 +42,14 @@ impl World {
                 .iter()
                 .map(|r| (r.region.to_string(), r.peers.values().cloned().collect()))
                 .collect(),
-            auth: Some(key().config().clone()),
+            auth: Some(test_key().config().clone()),
             ..RouterConfig::default()
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(orgplane_router::run(config, listener, async {
             let _ = stopped.await;
         }));
-        let ops = client_as(&router, "ops", true);
+        let ops = client_as(&router, "ops", true, None);
         let eu = ops.create_org(Region::Eu, "Acme EU").await.unwrap().id;
         let us = ops.create_org(Region::Us, "Acme US").await.unwrap().id;
         ops.add_member(eu.as_str(), "alice", Role::Admin).await.unwrap();
@@ -79,7 +59,7 @@ impl World {
     }
 
     fn user(&self, user: &str) -> Client {
-        client_as(&self.router, user, false)
+        client_as(&self.router, user, false, None)
     }
 
     async fn shutdown(self) {
@@ -87,18 +67,6 @@ impl World {
             region.shutdown().await;
         }
     }
-}
-
-fn client_as(router: &str, user: &str, platform_admin: bool) -> Client {
-    let token = key().token(user, platform_admin, None, Duration::from_secs(3600)).unwrap();
-    let options = ClientOptions {
-        request_timeout: Duration::from_secs(10),
-        total_timeout: WAIT,
-        max_retries: 30,
-        bearer_token: Some(token),
-        ..ClientOptions::default()
-    };
-    Client::with_options(router, options).unwrap()
 }
 
 fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>, code: Code, needle: &str) -> String {

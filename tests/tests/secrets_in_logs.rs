@@ -5,15 +5,13 @@
 //! One test per binary: the capturing subscriber is global to the process.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use orgplane_auth::DevKey;
-use orgplane_client::{Client, ClientOptions, Consistency, PageRequest};
+use orgplane_client::{Consistency, PageRequest};
 use orgplane_model::{AuditFilter, ConfigEntry, Region, Role};
-use orgplane_node::NodeConfig;
 use orgplane_router::RouterConfig;
-use orgplane_tests::{test_timings, TestRegion, WAIT};
+use orgplane_tests::auth::{authenticated, client_as, test_key};
+use orgplane_tests::TestRegion;
 use tokio::sync::oneshot;
 
 const SECRET: &str = "sk-live-5e3c7a91d04b";
@@ -32,28 +30,6 @@ impl Write for Captured {
     }
 }
 
-fn key() -> &'static DevKey {
-    static KEY: OnceLock<(tempfile::TempDir, DevKey)> = OnceLock::new();
-    &KEY.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let key = orgplane_auth::dev_key::ensure(dir.path()).unwrap();
-        (dir, key)
-    })
-    .1
-}
-
-fn client_as(router: &str, user: &str, platform_admin: bool) -> Client {
-    let token = key().token(user, platform_admin, None, Duration::from_secs(3600)).unwrap();
-    let options = ClientOptions {
-        request_timeout: Duration::from_secs(10),
-        total_timeout: WAIT,
-        max_retries: 30,
-        bearer_token: Some(token),
-        ..ClientOptions::default()
-    };
-    Client::with_options(router, options).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_a_log_line() {
     let captured = Captured::default();
@@ -65,19 +41,14 @@ async fn secrets_never_reach_a_log_line() {
         .with_writer(move || writer.clone())
         .init();
 
-    let region = TestRegion::start(Region::Eu, 3, |config: &mut NodeConfig| {
-        test_timings(config);
-        config.auth = Some(key().config().clone());
-        config.allow_unauthenticated = false;
-    })
-    .await;
+    let region = TestRegion::start(Region::Eu, 3, authenticated).await;
     region.leader().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let router = listener.local_addr().unwrap().to_string();
     let config = RouterConfig {
         listen: listener.local_addr().unwrap(),
         regions: [("eu".to_string(), region.peers.values().cloned().collect())].into(),
-        auth: Some(key().config().clone()),
+        auth: Some(test_key().config().clone()),
         ..RouterConfig::default()
     };
     let (_stop, stopped) = oneshot::channel::<()>();
@@ -85,10 +56,10 @@ async fn secrets_never_reach_a_log_line() {
         let _ = stopped.await;
     }));
 
-    let ops = client_as(&router, "ops", true);
+    let ops = client_as(&router, "ops", true, None);
     let org = ops.create_org(Region::Eu, "Logged").await.unwrap().id;
     ops.add_member(org.as_str(), "dave", Role::Developer).await.unwrap();
-    let dave = client_as(&router, "dave", false);
+    let dave = client_as(&router, "dave", false, None);
     let config = [ConfigEntry::plain("account", "AC-1"), ConfigEntry::secret("auth_token", SECRET)];
     dave.create_integration(org.as_str(), "sms", "twilio", &config).await.unwrap();
     let rotated = format!("{SECRET}-rotated");
