@@ -150,7 +150,7 @@ pub fn hint_for_code(code: Code) -> &'static str {
         Code::PermissionDenied => "the credentials do not allow this call",
         Code::ResourceExhausted => "the region is overloaded; retry after a short wait",
         Code::FailedPrecondition => {
-            "the current state does not allow this (for example a request id reused for a different call); get it and check"
+            "the current state does not allow this and nothing changed; the message says what must change first (a slot to bind, a region to allow, a role still in use...)"
         }
         Code::Aborted => "someone changed it first: get it again and retry with the new version",
         Code::OutOfRange => "a value is out of range, for example a message larger than the size limit",
