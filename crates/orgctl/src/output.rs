@@ -50,6 +50,22 @@ pub fn print(
 
 // ---------------------------------------------------------------------------- answers
 
+/// An answer whose JSON document and table were built together (the access and app commands).
+pub(crate) struct Answer {
+    pub(crate) json: Value,
+    pub(crate) table: String,
+}
+
+impl Render for Answer {
+    fn json(&self) -> Value {
+        self.json.clone()
+    }
+
+    fn table(&self) -> String {
+        self.table.clone()
+    }
+}
+
 /// One org: created, read or updated. `read` is set for reads.
 pub struct OrgRecord {
     pub org: v1::Org,

@@ -11,7 +11,7 @@ use orgplane_model::{AuditFilter, ConfigEntry, Permission, Role};
 use serde_json::{json, Value};
 
 use crate::cmd::PAGE_SIZE_RANGE;
-use crate::output::{format_time_ms, Render, Table};
+use crate::output::{format_time_ms, Answer, Render, Table};
 
 #[derive(Debug, PartialEq, Subcommand)]
 pub enum RoleCommand {
@@ -146,22 +146,6 @@ fn parse_entry(text: &str) -> Result<(String, String), String> {
 fn entries(config: Vec<(String, String)>, secrets: Vec<(String, String)>) -> Vec<ConfigEntry> {
     let plain = config.into_iter().map(|(k, v)| ConfigEntry::plain(k, v));
     plain.chain(secrets.into_iter().map(|(k, v)| ConfigEntry::secret(k, v))).collect()
-}
-
-/// An answer of these commands: the JSON document and the table, built together.
-struct Answer {
-    json: Value,
-    table: String,
-}
-
-impl Render for Answer {
-    fn json(&self) -> Value {
-        self.json.clone()
-    }
-
-    fn table(&self) -> String {
-        self.table.clone()
-    }
 }
 
 fn done(json: Value, line: String) -> Box<dyn Render> {

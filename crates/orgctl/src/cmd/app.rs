@@ -18,7 +18,7 @@ use orgplane_model::ResourceKind;
 use serde_json::{json, Value};
 
 use crate::error::CommandError;
-use crate::output::{format_time_ms, printable, Render, Table};
+use crate::output::{format_time_ms, printable, Answer, Render, Table};
 
 #[derive(Debug, PartialEq, Subcommand)]
 pub enum AppCommand {
@@ -196,22 +196,6 @@ fn read_text(path: &Path) -> Result<String, CommandError> {
 fn file_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> CommandError {
     let path = path.to_path_buf();
     move |source| CommandError::AppFile { path, action, source }
-}
-
-/// An answer: the JSON document and the table, built together.
-struct Answer {
-    json: Value,
-    table: String,
-}
-
-impl Render for Answer {
-    fn json(&self) -> Value {
-        self.json.clone()
-    }
-
-    fn table(&self) -> String {
-        self.table.clone()
-    }
 }
 
 fn app_json(app: &v1::App) -> Value {
