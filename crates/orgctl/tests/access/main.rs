@@ -2,74 +2,20 @@
 //! per region, to stay light), each command run as a user with their own dev token: a refusal
 //! names the missing permission, secrets never print, the audit log lists who did what.
 
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+#[path = "../support/ctl.rs"]
+mod ctl;
 
-use serde_json::Value;
+use ctl::start_dev;
 
-const ORGCTL: &str = env!("CARGO_BIN_EXE_orgctl");
 const SECRET: &str = "tok-5e1f09aa";
-
-struct Ctl {
-    endpoint: String,
-    key: orgplane_auth::DevKey,
-}
-
-impl Ctl {
-    fn run(&self, user: &str, email: Option<&str>, args: &[&str]) -> Output {
-        let token = self.key.token(user, user == "ops", email, Duration::from_secs(3600)).unwrap();
-        Command::new(ORGCTL)
-            .env("ORGPLANE_TOKEN", token)
-            .args(["--endpoint", &self.endpoint, "--output", "json", "--timeout", "20"])
-            .args(args)
-            .output()
-            .expect("orgctl runs")
-    }
-
-    /// Runs as `user`, expects success, returns the JSON document.
-    fn json(&self, user: &str, args: &[&str]) -> Value {
-        let out = self.run(user, None, args);
-        assert!(out.status.success(), "orgctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("one JSON document")
-    }
-
-    /// Runs as `user`, expects a refusal, returns stderr.
-    fn refused(&self, user: &str, args: &[&str]) -> String {
-        let out = self.run(user, None, args);
-        assert!(!out.status.success(), "orgctl {args:?} succeeded");
-        assert!(out.stdout.is_empty());
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_commands_against_orgplane_dev() {
     let dir = tempfile::tempdir().unwrap();
-    let deployment = orgplane::dev::start(orgplane::dev::DevConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        node_base_port: 0,
-        nodes_per_region: 1,
-        metrics_listen: None,
-        allow_unauthenticated: false,
-    })
-    .await
-    .expect("dev starts");
-    let key = orgplane_auth::dev_key::ensure(dir.path()).expect("the dev key");
-    let ctl = Ctl { endpoint: deployment.router_addr.to_string(), key };
+    let (deployment, ctl) = start_dev(dir.path()).await;
 
     let result = tokio::task::spawn_blocking(move || {
-        // The org, retried while the fresh deployment elects its leaders.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let org = loop {
-            let out =
-                ctl.run("ops", None, &["org", "create", "--region", "eu", "--name", "Acme", "--request-id", "a-1"]);
-            if out.status.success() {
-                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-                break v["org"]["id"].as_str().expect("org id").to_string();
-            }
-            assert!(Instant::now() < deadline, "create failed: {}", String::from_utf8_lossy(&out.stderr));
-        };
+        let org = ctl.org("eu", "Acme");
         for (user, role) in [("alice", "admin"), ("dave", "developer"), ("agnes", "agent")] {
             ctl.json("ops", &["member", "add", &org, user, "--role", role]);
         }

@@ -3,75 +3,19 @@
 //! imports, imported with its slot unbound (publish names it), bound there and published. The
 //! archive holds no secret.
 
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+#[path = "../support/ctl.rs"]
+mod ctl;
 
 use serde_json::Value;
 
-const ORGCTL: &str = env!("CARGO_BIN_EXE_orgctl");
+use ctl::start_dev;
+
 const SECRET: &str = "tok-a11c3b7e";
-
-struct Ctl {
-    endpoint: String,
-    key: orgplane_auth::DevKey,
-}
-
-impl Ctl {
-    fn run(&self, user: &str, args: &[&str]) -> Output {
-        let token = self.key.token(user, user == "ops", None, Duration::from_secs(3600)).unwrap();
-        Command::new(ORGCTL)
-            .env("ORGPLANE_TOKEN", token)
-            .args(["--endpoint", &self.endpoint, "--output", "json", "--timeout", "20"])
-            .args(args)
-            .output()
-            .expect("orgctl runs")
-    }
-
-    fn json(&self, user: &str, args: &[&str]) -> Value {
-        let out = self.run(user, args);
-        assert!(out.status.success(), "orgctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("one JSON document")
-    }
-
-    fn refused(&self, user: &str, args: &[&str]) -> String {
-        let out = self.run(user, args);
-        assert!(!out.status.success(), "orgctl {args:?} succeeded");
-        assert!(out.stdout.is_empty());
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// Creates an org, retried while the fresh deployment elects its leaders.
-    fn org(&self, region: &str, name: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let request_id = format!("create-{region}");
-        loop {
-            let out =
-                self.run("ops", &["org", "create", "--region", region, "--name", name, "--request-id", &request_id]);
-            if out.status.success() {
-                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-                return v["org"]["id"].as_str().expect("org id").to_string();
-            }
-            // Each attempt waits (the client retries within --timeout) before it fails.
-            assert!(Instant::now() < deadline, "create failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_commands_move_an_app_from_eu_to_us() {
     let dir = tempfile::tempdir().unwrap();
-    let deployment = orgplane::dev::start(orgplane::dev::DevConfig {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        node_base_port: 0,
-        nodes_per_region: 1,
-        metrics_listen: None,
-        allow_unauthenticated: false,
-    })
-    .await
-    .expect("dev starts");
-    let key = orgplane_auth::dev_key::ensure(&dir.path().join("data")).expect("the dev key");
-    let ctl = Ctl { endpoint: deployment.router_addr.to_string(), key };
+    let (deployment, ctl) = start_dev(&dir.path().join("data")).await;
     let files = dir.path().to_path_buf();
 
     let result = tokio::task::spawn_blocking(move || {
