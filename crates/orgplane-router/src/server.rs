@@ -51,22 +51,23 @@ impl RouterApi {
     /// within a Tokio runtime. Its per-region series count but are not exported; see
     /// [`RouterApi::with_metrics`].
     pub fn new(config: &RouterConfig) -> Result<RouterApi, RouterError> {
-        RouterApi::build(config, RouterMetrics::unregistered())
+        RouterApi::build(config, RouterMetrics::unregistered(), router_tls(config)?.as_ref())
     }
 
     /// [`RouterApi::new`], with the per-region series (`orgplane_router_*`) in `registry`.
     /// Once per registry.
     pub fn with_metrics(config: &RouterConfig, registry: &MetricsRegistry) -> Result<RouterApi, RouterError> {
-        RouterApi::build(config, RouterMetrics::register(registry))
+        RouterApi::build(config, RouterMetrics::register(registry), router_tls(config)?.as_ref())
     }
 
-    fn build(config: &RouterConfig, metrics: RouterMetrics) -> Result<RouterApi, RouterError> {
+    /// `tls`: the router's checked TLS material (`[tls]`), read once by the caller.
+    fn build(config: &RouterConfig, metrics: RouterMetrics, tls: Option<&PeerTls>) -> Result<RouterApi, RouterError> {
         let regions = config.validate()?;
         let settings = StackSettings {
             request_timeout: config.request_timeout(),
             connect_timeout: config.connect_timeout(),
             max_concurrent_requests: config.max_concurrent_requests_per_node,
-            tls: router_tls(config)?.map(|tls| tls.client_config()),
+            tls: tls.map(PeerTls::client_config),
         };
         let state = RouterState {
             table: RegionTable::new(&regions, &settings, &metrics)?,
@@ -174,7 +175,9 @@ pub async fn run_with_http(
     let gate = CallerGate::new(authenticator(&config)?, limiter);
     let registry = MetricsRegistry::for_router();
     let rpc_metrics = RpcMetricsLayer::new(&registry, router_rpc_catalog()?);
-    let api = RouterApi::with_metrics(&config, &registry)?;
+    // Read and checked once: the client side for the nodes, the server side for the clients.
+    let tls = router_tls(&config)?;
+    let api = RouterApi::build(&config, RouterMetrics::register(&registry), tls.as_ref())?;
     let services = RouterServices::of(api.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -212,7 +215,7 @@ pub async fn run_with_http(
     tracing::info!(addr = ?local_addr, regions = ?config.regions.keys().collect::<Vec<_>>(), "router serving");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = Server::builder();
-    if let Some(tls) = router_tls(&config)? {
+    if let Some(tls) = &tls {
         server = server.tls_config(tls.server_config())?;
     }
     let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
