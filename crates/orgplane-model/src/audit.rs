@@ -107,6 +107,11 @@ pub fn describe(op: &Op, actor: &Actor) -> (AuditTarget, BTreeMap<String, String
             target("org", &id.to_string())
         }
         Op::DeleteOrg { id, .. } => target("org", &id.to_string()),
+        Op::Relocate { org_id, step } => {
+            note("step", step.name().to_string());
+            note("move_id", step.move_id().to_string());
+            target("org", &org_id.to_string())
+        }
         Op::AddMember { user_id, role, .. } | Op::SetMemberRole { user_id, role, .. } => {
             note("role", role.to_string());
             target("member", user_id)

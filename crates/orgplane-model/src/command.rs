@@ -16,6 +16,8 @@ use crate::org::{Member, Org};
 use crate::permission::{Permission, PermissionSet};
 use crate::policy::Access;
 use crate::region::Region;
+use crate::relocation::MoveState;
+use crate::relocation::MoveStep;
 use crate::resource::{ConfigEntry, IntegrationView, PhoneNumber};
 use crate::role::{CustomRole, Role};
 
@@ -211,6 +213,14 @@ pub enum Op {
         source_org_id: String,
         source_region: Region,
     },
+    /// One step of moving the org between regions (platform admins only; see
+    /// [`crate::relocation`]). Applied outside the usual request-id and audit bookkeeping:
+    /// every step is idempotent by itself, and a source that let go of the org keeps nothing
+    /// of it but the forwarding record.
+    Relocate {
+        org_id: OrgId,
+        step: MoveStep,
+    },
 }
 
 impl Op {
@@ -243,6 +253,7 @@ impl Op {
             Op::UnbindAppSlot { .. } => "unbind_app_slot",
             Op::PublishApp { .. } => "publish_app",
             Op::ImportApp { .. } => "import_app",
+            Op::Relocate { .. } => "relocate_org",
         }
     }
 
@@ -271,7 +282,8 @@ impl Op {
             | Op::BindAppSlot { org_id, .. }
             | Op::UnbindAppSlot { org_id, .. }
             | Op::PublishApp { org_id, .. }
-            | Op::ImportApp { org_id, .. } => org_id,
+            | Op::ImportApp { org_id, .. }
+            | Op::Relocate { org_id, .. } => org_id,
         }
     }
 
@@ -282,7 +294,7 @@ impl Op {
         use Permission as P;
         match self {
             Op::CreateOrg { .. } => Access::ProvisionOrg,
-            Op::DeleteOrg { .. } => Access::PlatformAdmin,
+            Op::DeleteOrg { .. } | Op::Relocate { .. } => Access::PlatformAdmin,
             Op::UpdateOrg { .. } => Access::Permission(P::OrgUpdate),
             Op::AddMember { .. } | Op::SetMemberRole { .. } | Op::RemoveMember { .. } => {
                 Access::Permission(P::MembersManage)
@@ -335,6 +347,8 @@ pub enum CommandOutcome {
     /// without its definition and assets ([`App::summary`]).
     App(App),
     AppDeleted,
+    /// A move step's side as it is after the step.
+    Move(MoveState),
 }
 
 /// The replicated answer to a command: an outcome or a deterministic refusal.

@@ -27,6 +27,14 @@ pub enum DomainError {
     /// to a non-member (they get the org's NotFound, as for an org that does not exist).
     #[error("{action} requires the {permission} permission")]
     PermissionDenied { permission: String, action: String },
+    /// The org is moving to another region and refuses requests until the switch (seconds at
+    /// most): retry. Never remembered for a request id.
+    #[error("org {org_id} is moving to region {region}; retry shortly")]
+    OrgMoving { org_id: String, region: String },
+    /// The org lives in another region now, at `epoch`: send the request there. Never
+    /// remembered for a request id.
+    #[error("org {org_id} moved to region {region} (epoch {epoch}); send requests there")]
+    OrgMoved { org_id: String, region: String, epoch: u64 },
 }
 
 impl DomainError {
@@ -39,6 +47,8 @@ impl DomainError {
             DomainError::VersionMismatch { .. } => "version_mismatch",
             DomainError::FailedPrecondition { .. } => "failed_precondition",
             DomainError::PermissionDenied { .. } => "permission_denied",
+            DomainError::OrgMoving { .. } => "org_moving",
+            DomainError::OrgMoved { .. } => "org_moved",
         }
     }
 
@@ -60,6 +70,12 @@ impl DomainError {
 
     pub fn version_mismatch(kind: &str, id: impl ToString, expected: u64, actual: u64) -> DomainError {
         DomainError::VersionMismatch { kind: kind.into(), id: id.to_string(), expected, actual }
+    }
+
+    /// Whether the refusal says where the org is (moving or moved) rather than what the
+    /// request did: such answers depend on when they are asked and are never remembered.
+    pub fn is_placement(&self) -> bool {
+        matches!(self, DomainError::OrgMoving { .. } | DomainError::OrgMoved { .. })
     }
 
     pub fn org_not_found(id: impl ToString) -> DomainError {

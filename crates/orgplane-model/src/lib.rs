@@ -9,6 +9,7 @@
 //! - [`permission`], [`actor`], [`policy`]: permissions and the built-in roles' sets, who acts,
 //!   and the policy table with the checks that `apply` and the node share;
 //! - [`audit`]: the audit log's events;
+//! - [`relocation`]: moving an org to another region: each side's record and the steps;
 //! - [`validate`]: the input rules (names, user ids, emails, phone numbers, page sizes);
 //! - [`command`]: what a write asks for and what it answers;
 //! - [`state`]: the key layout, [`state::apply`] and the read queries;
@@ -27,6 +28,7 @@ pub mod org;
 pub mod permission;
 pub mod policy;
 pub mod region;
+pub mod relocation;
 pub mod resource;
 pub mod role;
 pub mod state;

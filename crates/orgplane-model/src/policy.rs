@@ -224,6 +224,9 @@ pub(crate) fn authority(
     access: Access,
     action: &str,
 ) -> Result<Authority, QueryError> {
+    if let Some(org) = org {
+        crate::state::check_served_here(state, org)?;
+    }
     let user = match actor {
         Actor::System => return Ok(Authority::Unlimited),
         Actor::User(user) => user,

@@ -18,7 +18,11 @@
 //! - `al/{org_id}/{at_ms:020}/{seq:020}`: an [`AuditEvent`], in time then sequence order;
 //! - `an/{org_id}`: the org's last audit sequence number;
 //! - `r/{request_id}`: [`RequestRecord`], the first answer to a request id;
-//! - `t/{issued_at_ms:020}/{request_id}`: index of request ids by time, for expiry.
+//! - `t/{issued_at_ms:020}/{request_id}`: index of request ids by time, for expiry;
+//! - `mv/{org_id}`: a [`MoveRecord`] of the org's move in or out of this region;
+//! - `fw/{org_id}`: the [`Forwarding`] of an org that moved away;
+//! - `sg/{org_id}/{key}`: a moving org's records staged here (any of the keys above) until the
+//!   switch makes them live.
 //!
 //! Layout of the module: this file has the traits, the codec and [`apply`]; `orgs`, `roles`,
 //! `invitations`, `resources` and `audit_log` each have their ops and queries; `keys` the key
@@ -40,6 +44,7 @@ mod audit_log;
 mod invitations;
 mod keys;
 mod orgs;
+mod relocation;
 mod resources;
 mod roles;
 
@@ -48,13 +53,14 @@ pub use audit_log::{list_audit_events, AUDIT_SCAN_BUDGET};
 pub use invitations::{get_invitation, list_invitations};
 pub use keys::{org_key, prefix_end};
 pub use orgs::{get_member, get_org, list_members, list_orgs, list_user_orgs};
+pub use relocation::{check_served_here, get_forwarding, get_move, list_moves, org_image, ImageRecord};
 pub use resources::{get_integration, get_phone_number, list_integrations, list_phone_numbers};
 pub use roles::{get_custom_role, list_custom_roles};
 
 #[cfg(doc)]
 use crate::{
-    app::App, audit::AuditEvent, invitation::Invitation, org::Member, org::Org, resource::IntegrationView,
-    resource::PhoneNumber, role::CustomRole,
+    app::App, audit::AuditEvent, invitation::Invitation, org::Member, org::Org, relocation::Forwarding,
+    relocation::MoveRecord, resource::IntegrationView, resource::PhoneNumber, role::CustomRole,
 };
 
 /// How long a request id is remembered after its command was issued. A retry later than this
@@ -239,11 +245,20 @@ struct Ctx<'a> {
 pub fn apply(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandResult, StorageFault> {
     expire_request_ids(state, cmd.issued_at_ms)?;
     let rkey = keys::request(&cmd.request_id);
+    if let Op::Relocate { org_id, step } = &cmd.op {
+        // Idempotent by itself and outside the org's audit log: see `relocation`.
+        return settle(relocation::apply_step(state, cmd, org_id, step));
+    }
     if let Some(record) = load::<RequestRecord>(state, &rkey)? {
         return Ok(record.replay(cmd));
     }
     let org_existed = get_org(state, cmd.op.org_id())?.is_some();
     let result = settle(apply_op(state, cmd))?;
+    if matches!(&result, Err(refusal) if refusal.is_placement()) {
+        // Where the org is depends on when one asks: a retry must ask again, so the answer is
+        // neither remembered for the request id nor copied along with the org.
+        return Ok(result);
+    }
     if org_existed || get_org(state, cmd.op.org_id())?.is_some() {
         audit_log::append(state, cmd, &result)?;
     }
@@ -340,6 +355,7 @@ fn apply_op(state: &mut impl StateWrite, cmd: &Command) -> Result<CommandOutcome
             let new = apps::NewApp { org_id, app_id, name, definition, assets, slots };
             apps::import_app(state, &ctx, &new, *source_region)
         }
+        Op::Relocate { org_id, step } => relocation::apply_step(state, cmd, org_id, step),
     }
 }
 
@@ -378,5 +394,7 @@ mod access_tests;
 mod app_tests;
 #[cfg(test)]
 mod org_tests;
+#[cfg(test)]
+mod relocation_tests;
 #[cfg(test)]
 mod test_support;

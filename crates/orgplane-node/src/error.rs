@@ -3,6 +3,7 @@
 
 use orgplane_model::state::{QueryError, StorageFault};
 use orgplane_model::{DomainError, Region};
+use orgplane_proto::conv::{MOVED_TO_HEADER, ORG_EPOCH_HEADER};
 use orgplane_proto::ConvError;
 use orgplane_raft::{ProposeError, ReadError};
 use tonic::{Code, Status};
@@ -55,6 +56,10 @@ impl NodeError {
                 DomainError::VersionMismatch { .. } => Code::Aborted,
                 DomainError::FailedPrecondition { .. } => Code::FailedPrecondition,
                 DomainError::PermissionDenied { .. } => Code::PermissionDenied,
+                // Retry shortly: the switch is seconds away.
+                DomainError::OrgMoving { .. } => Code::Unavailable,
+                // Ask the region named in the metadata.
+                DomainError::OrgMoved { .. } => Code::FailedPrecondition,
             },
             NodeError::WrongRegion { .. } => Code::InvalidArgument,
             NodeError::Write { source: ProposeError::Rejected(_), .. } => Code::ResourceExhausted,
@@ -62,7 +67,17 @@ impl NodeError {
             NodeError::Membership { .. } => Code::FailedPrecondition,
             NodeError::Storage { .. } => Code::Internal,
         };
-        Status::new(code, self.to_string())
+        let mut status = Status::new(code, self.to_string());
+        if let NodeError::Domain(DomainError::OrgMoved { region, epoch, .. }) = &self {
+            let metadata = status.metadata_mut();
+            if let Ok(value) = region.parse() {
+                metadata.insert(MOVED_TO_HEADER, value);
+            }
+            if let Ok(value) = epoch.to_string().parse() {
+                metadata.insert(ORG_EPOCH_HEADER, value);
+            }
+        }
+        status
     }
 }
 

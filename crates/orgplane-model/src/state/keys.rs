@@ -96,3 +96,15 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     }
     vec![0xff; prefix.len() + 1]
 }
+/// A move of the org, as this region records it.
+pub(super) fn org_move(org: &OrgId) -> Vec<u8> {
+    format!("mv/{org}").into_bytes()
+}
+/// Where a moved org went.
+pub(super) fn forwarding(org: &OrgId) -> Vec<u8> {
+    format!("fw/{org}").into_bytes()
+}
+/// The prefix of a move's staged copy: `sg/{org}/` then the record's own key.
+pub(super) fn staged_prefix(org: &OrgId) -> Vec<u8> {
+    format!("sg/{org}/").into_bytes()
+}

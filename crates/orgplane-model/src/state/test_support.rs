@@ -21,6 +21,11 @@ impl World {
         World { state: MemState::default(), now_ms: 1_000_000, requests: 0 }
     }
 
+    /// A second region: its request ids never repeat the first one's (real ones are UUIDs).
+    pub fn other_region() -> World {
+        World { requests: 1_000_000, ..World::new() }
+    }
+
     /// Applies `op` as `actor` with a fresh request id.
     pub fn run(&mut self, actor: &Actor, op: Op) -> CommandResult {
         self.requests += 1;
