@@ -50,8 +50,11 @@ pub(crate) const COMPACT_LOCK_FILE: &str = "compact.lock";
 
 /// How many pairs go into one batch of the copy.
 const COPY_BATCH_PAIRS: usize = 1024;
-/// How long compaction and open wait for a file lock held by someone else.
+/// How long compaction and open wait for the compaction lock held by someone else.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long compaction waits for sled to let go of a database it closed itself: longer than
+/// [`LOCK_WAIT`], as nobody else holds it, and sled's last background work may take a while.
+const CLOSE_WAIT: Duration = Duration::from_secs(60);
 /// The longest pause between two attempts to take a file lock.
 const LOCK_RETRY_MAX_PAUSE: Duration = Duration::from_millis(50);
 
@@ -344,7 +347,7 @@ pub(crate) fn lock_compaction(dir: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(&path)
         .map_err(StoreError::io("opening the compaction lock", &path))?;
-    wait_for_lock(&file, dir)?;
+    wait_for_lock(&file, dir, LOCK_WAIT)?;
     Ok(file)
 }
 
@@ -358,12 +361,13 @@ fn wait_until_closed(dir: &Path) -> Result<(), StoreError> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StoreError::io("opening the database file", &path)(e)),
     };
-    wait_for_lock(&file, dir)?;
+    wait_for_lock(&file, dir, CLOSE_WAIT)?;
     FileExt::unlock(&file).map_err(StoreError::io("releasing the database file", &path))
 }
 
-/// Takes an exclusive flock on `file`, polling with growing pauses up to [`LOCK_WAIT`].
-fn wait_for_lock(file: &File, dir: &Path) -> Result<(), StoreError> {
+/// Takes an exclusive flock on `file`, polling with growing pauses for up to `wait` (the
+/// holder may be sled's own threads, which offer nothing to wait on).
+fn wait_for_lock(file: &File, dir: &Path, wait: Duration) -> Result<(), StoreError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
@@ -372,7 +376,7 @@ fn wait_for_lock(file: &File, dir: &Path) -> Result<(), StoreError> {
             Err(e) if e.kind() != fs2::lock_contended_error().kind() => {
                 return Err(StoreError::io("locking", dir)(e));
             }
-            Err(_) if started.elapsed() < LOCK_WAIT => {
+            Err(_) if started.elapsed() < wait => {
                 thread::sleep(pause);
                 pause = (pause * 2).min(LOCK_RETRY_MAX_PAUSE);
             }

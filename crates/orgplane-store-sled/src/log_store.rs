@@ -2,8 +2,9 @@
 //! clonable reader that replication tasks use.
 //!
 //! Durability: `save_vote` flushes before it returns; `append` writes the entries (readable at
-//! once) and hands the callback to the store's group flusher (`flusher`), which calls it after a flush that
-//! covers them. `truncate`, `purge` and `save_committed` do not flush: losing one in a crash
+//! once) and hands the callback to the store's group flusher (`flusher`), which calls it after
+//! a flush that covers them. A compaction in between changes nothing: it copies every write
+//! made before it, and the flush then covers the new database. `truncate`, `purge` and `save_committed` do not flush: losing one in a crash
 //! only brings back state that Raft already tolerates (conflicting entries that the leader
 //! truncates again, purged entries that are purged again, a lower committed index), and sled
 //! recovers writes in order, so a later flush makes them durable together with what follows.
@@ -211,7 +212,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, RaftStorageError> {
-        self.read_raft_state(COMMITTED_KEY, "committed log id").map_err(|e| to_raft(ErrorSubject::Store, ErrorVerb::Read, &e))
+        self.read_raft_state(COMMITTED_KEY, "committed log id")
+            .map_err(|e| to_raft(ErrorSubject::Store, ErrorVerb::Read, &e))
     }
 
     #[tracing::instrument(name = "store.append", skip_all)]

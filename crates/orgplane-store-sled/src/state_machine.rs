@@ -152,8 +152,12 @@ impl StateMachineStore {
     async fn copy_tree(&self) -> Result<TreeCopy, StoreError> {
         self.shared.flush("flushing before a snapshot").await?;
         let db = self.shared.db()?;
-        let pairs: Vec<(sled::IVec, sled::IVec)> =
-            db.trees.sm.iter().collect::<Result<_, _>>().map_err(StoreError::sled("copying the state for a snapshot"))?;
+        let pairs: Vec<(sled::IVec, sled::IVec)> = db
+            .trees
+            .sm
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::sled("copying the state for a snapshot"))?;
         let (last_applied, last_membership) = applied_pointers_in(&pairs)?;
         Ok(TreeCopy { pairs, last_applied, last_membership })
     }
@@ -337,12 +341,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         let started = Instant::now();
         let copy = self.copy_tree().await;
-        SnapshotBuilder {
-            shared: self.shared.clone(),
-            copy,
-            started,
-            observer: self.observer.clone(),
-        }
+        SnapshotBuilder { shared: self.shared.clone(), copy, started, observer: self.observer.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
@@ -363,7 +362,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
         let read_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e);
-        let current = read_current_snapshot(&self.shared.db().map_err(read_error)?.trees.snapshot).map_err(read_error)?;
+        let current =
+            read_current_snapshot(&self.shared.db().map_err(read_error)?.trees.snapshot).map_err(read_error)?;
         Ok(current.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }

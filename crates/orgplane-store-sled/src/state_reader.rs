@@ -18,9 +18,9 @@ use orgplane_raft::NodeId;
 
 use crate::backup::StateCopy;
 use crate::compact::{self, CompactReport, CompactStep, StopAfter};
-use crate::residency::{self, FileHit};
 use crate::error::StoreError;
 use crate::layout::{is_reserved_key, read_json, FIRST_MODEL_KEY, LAST_APPLIED_KEY, SNAPSHOT_CURRENT_KEY};
+use crate::residency::{self, FileHit};
 
 /// Serializes batch writes to the state machine tree against reads of it. It guards no data of
 /// its own, so a poisoned lock (a panic elsewhere) is simply taken over.
@@ -162,7 +162,8 @@ impl StateReader {
     pub fn snapshot_contains(&self, needle: &[u8]) -> Result<bool, StoreError> {
         let _one_maintenance_at_a_time = self.shared.maintenance_lock();
         let db = self.shared.db()?;
-        let record = db.trees.snapshot.get(SNAPSHOT_CURRENT_KEY).map_err(StoreError::sled("reading the current snapshot"))?;
+        let record =
+            db.trees.snapshot.get(SNAPSHOT_CURRENT_KEY).map_err(StoreError::sled("reading the current snapshot"))?;
         Ok(record.is_some_and(|record| residency::contains(&record, needle)))
     }
 }
