@@ -47,9 +47,11 @@ pub(crate) type DbSlot = RwLock<Option<OpenDb>>;
 pub(crate) struct Shared {
     /// The store's directory, where compaction builds and swaps files.
     pub(crate) dir: PathBuf,
-    /// The current database. Field order matters: the flusher is dropped (and its thread
-    /// joined) before this `Arc` is released.
+    /// The group fsync thread, for appends and every other flush. Declared before `slot`, so
+    /// it is dropped first: its thread is joined, and with it goes the thread's own `Arc` of
+    /// the slot, before the database is closed.
     flusher: GroupFlusher<Waiter>,
+    /// The current database, swapped by compaction.
     slot: Arc<DbSlot>,
     /// Held exclusively while a batch lands in `sm`, so readers see whole batches.
     pub(crate) apply_lock: ApplyLock,
