@@ -139,6 +139,7 @@ impl StateReader {
     /// This looks at raw bytes, wherever sled keeps them: live values, deleted ones that no
     /// compaction has removed yet, snapshots. Blocking; it does not hold up store operations,
     /// but a compaction waits for it (and it for a compaction).
+    #[tracing::instrument(name = "store.scan_files", skip_all)]
     pub fn scan_files(&self, needles: &[Vec<u8>]) -> Result<Vec<FileHit>, StoreError> {
         let _one_maintenance_at_a_time = self.shared.maintenance_lock();
         residency::scan_files(&self.shared.dir, needles)
@@ -146,6 +147,7 @@ impl StateReader {
 
     /// How many stored log entries contain `needle` in their encoded bytes (an empty needle is
     /// in none). Blocking; reads the whole log.
+    #[tracing::instrument(name = "store.scan_log", skip_all)]
     pub fn log_entries_containing(&self, needle: &[u8]) -> Result<u64, StoreError> {
         let _one_maintenance_at_a_time = self.shared.maintenance_lock();
         let db = self.shared.db()?;
@@ -159,6 +161,7 @@ impl StateReader {
 
     /// Whether the stored current snapshot (its metadata and its data, as stored) contains
     /// `needle`; `false` when there is no snapshot or the needle is empty.
+    #[tracing::instrument(name = "store.scan_snapshot", skip_all)]
     pub fn snapshot_contains(&self, needle: &[u8]) -> Result<bool, StoreError> {
         let _one_maintenance_at_a_time = self.shared.maintenance_lock();
         let db = self.shared.db()?;
