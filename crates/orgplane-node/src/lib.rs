@@ -18,6 +18,8 @@
 //! - `gate`: what a call must show first: the peer certificate (with `[tls]`), then the token.
 //! - [`peer_service`]: the peer-only Raft service; checks region and target of every message.
 //! - [`transport`]: the gRPC [`orgplane_raft::PeerTransport`], one cached channel per peer.
+//! - `epoch`: the org epoch a router believes (`x-orgplane-org-epoch`), checked against the
+//!   replica's state so a replica behind an org's move refuses instead of answering.
 //! - [`error`]: [`NodeError`] and the one function that maps errors to gRPC statuses.
 //! - [`metrics`]: [`metrics::NodeMetrics`], the series behind `--metrics-listen` (RPCs, Raft,
 //!   group commit, snapshots, store size).
@@ -31,6 +33,7 @@ pub mod backup;
 mod caller;
 pub mod cluster_service;
 pub mod config;
+mod epoch;
 pub mod error;
 mod gate;
 pub mod metrics;

@@ -239,6 +239,8 @@ impl Node {
             // Every public call in an `rpc` span with region and node, in the caller's trace
             // (the router's `traceparent`), answered with `traceresponse`. Not the Raft service.
             .layer(orgplane_telemetry::trace::RpcTraceLayer::node(core.region.as_str(), core.node_id))
+            // The org epoch the router believes, for `epoch::check`.
+            .layer(crate::epoch::BelievedEpochLayer)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(org)

@@ -53,6 +53,7 @@ impl NodeCore {
     /// actor's) says where the id points.
     pub async fn write_org(&self, actor: Actor, request_id: &str, op: Op) -> Result<CommandOutcome, NodeError> {
         let org_id = op.org_id().clone();
+        crate::epoch::check(&self.state, self.region, &org_id)?;
         self.write(actor, request_id, op).await.map_err(|e| not_found_here(self, &org_id, e))
     }
 
@@ -89,6 +90,7 @@ impl NodeCore {
         let read = self.prepare_read(consistency).await?;
         let answer = self.state.read_consistent(|view| {
             self.authorize_read(view, actor, Some(org), kind)?;
+            crate::epoch::check(view, self.region, org)?;
             run(view).map_err(|e| not_found_here(self, org, NodeError::from_query(self.region, e)))
         })?;
         Ok((answer, read))
