@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let format = cli.global.output;
     let answer = runtime.block_on(async {
         let client = cmd::client(&cli.global)?;
-        cmd::run(&client, cli.command).await
+        cmd::run(&client, cli.command, cli.global.timeout).await
     });
     let answer: Result<_, CommandError> = answer;
     match answer {
