@@ -75,9 +75,11 @@ pub enum OrgCommand {
         #[arg(long)]
         request_id: Option<RequestId>,
     },
-    /// Move an org to another region, online (platform admins). It keeps its id, members,
-    /// roles, resources, apps and audit log; writes to it pause for seconds at most, at the
-    /// switch; afterwards the old region keeps only a forwarding record.
+    /// Move an org to another region, online (platform admins); waits and reports.
+    ///
+    /// The org keeps its id, members, roles, resources, apps and audit log; writes to it pause
+    /// for seconds at most, at the switch; afterwards the old region keeps only a forwarding
+    /// record.
     ///
     /// Waits for the move to end (at most --timeout, default 300 s), showing its phases on
     /// stderr (reserved, copying, frozen, switched, cleaning_up, done), then prints the report:
@@ -99,16 +101,19 @@ pub enum OrgCommand {
     },
     /// The org's latest move (in progress or ended), and the region and epoch it lives at.
     MoveStatus { org: String },
-    /// Roll back the org's move in progress. Refused once it has switched: it then only
-    /// completes.
+    /// Roll back the org's move in progress (refused once it has switched: it then only
+    /// completes).
     MoveAbort {
         org: String,
         /// Why, recorded with the move.
         #[arg(long, default_value = "aborted by an operator with orgctl")]
         reason: String,
     },
-    /// Where the org's data lives: every node of every region says what it holds of it (state
-    /// records, a forwarding record, a move record, log entries, its snapshot, files naming it).
+    /// Where the org's data lives, as every node of every region reports it.
+    ///
+    /// Per node: the org's state records, a forwarding record (region@epoch), a move record,
+    /// log entries, whether its snapshot holds the org, files naming it (path:count), backups
+    /// kept, or why the node did not answer.
     Residency { org: String },
 }
 
