@@ -53,7 +53,9 @@ pub use audit_log::{list_audit_events, AUDIT_SCAN_BUDGET};
 pub use invitations::{get_invitation, list_invitations};
 pub use keys::{org_key, prefix_end};
 pub use orgs::{get_member, get_org, list_members, list_orgs, list_user_orgs};
-pub use relocation::{check_served_here, get_forwarding, get_move, list_moves, org_image, ImageRecord};
+pub use relocation::{
+    check_served_here, get_forwarding, get_move, holdings, list_moves, org_image, Holdings, ImageRecord,
+};
 pub use resources::{get_integration, get_phone_number, list_integrations, list_phone_numbers};
 pub use roles::{get_custom_role, list_custom_roles};
 

@@ -3,7 +3,7 @@
 
 use orgplane_model::state::{QueryError, StorageFault};
 use orgplane_model::{DomainError, Region};
-use orgplane_proto::conv::{MOVED_TO_HEADER, ORG_EPOCH_HEADER};
+use orgplane_proto::conv::{MOVED_TO_HEADER, MOVING_TO_HEADER, ORG_EPOCH_HEADER};
 use orgplane_proto::ConvError;
 use orgplane_raft::{ProposeError, ReadError};
 use tonic::{Code, Status};
@@ -68,14 +68,21 @@ impl NodeError {
             NodeError::Storage { .. } => Code::Internal,
         };
         let mut status = Status::new(code, self.to_string());
-        if let NodeError::Domain(DomainError::OrgMoved { region, epoch, .. }) = &self {
-            let metadata = status.metadata_mut();
-            if let Ok(value) = region.parse() {
-                metadata.insert(MOVED_TO_HEADER, value);
+        // Where the org is, for routers to act on without parsing the message.
+        let metadata = status.metadata_mut();
+        match &self {
+            NodeError::Domain(DomainError::OrgMoved { region, epoch, .. }) => {
+                if let (Ok(region), Ok(epoch)) = (region.parse(), epoch.to_string().parse()) {
+                    metadata.insert(MOVED_TO_HEADER, region);
+                    metadata.insert(ORG_EPOCH_HEADER, epoch);
+                }
             }
-            if let Ok(value) = epoch.to_string().parse() {
-                metadata.insert(ORG_EPOCH_HEADER, value);
+            NodeError::Domain(DomainError::OrgMoving { region, .. }) => {
+                if let Ok(region) = region.parse() {
+                    metadata.insert(MOVING_TO_HEADER, region);
+                }
             }
+            _ => {}
         }
         status
     }
@@ -108,5 +115,18 @@ mod tests {
         })
         .into_status();
         assert_eq!(s.code(), Code::Aborted);
+    }
+
+    #[test]
+    fn a_moved_or_moving_org_says_where_in_metadata() {
+        let moved = NodeError::Domain(DomainError::OrgMoved { org_id: "o".into(), region: "eu".into(), epoch: 3 })
+            .into_status();
+        assert_eq!(moved.code(), Code::FailedPrecondition);
+        assert_eq!(moved.metadata().get(MOVED_TO_HEADER).unwrap(), "eu");
+        assert_eq!(moved.metadata().get(ORG_EPOCH_HEADER).unwrap(), "3");
+        let moving = NodeError::Domain(DomainError::OrgMoving { org_id: "o".into(), region: "us".into() }).into_status();
+        assert_eq!(moving.code(), Code::Unavailable);
+        assert_eq!(moving.metadata().get(MOVING_TO_HEADER).unwrap(), "us");
+        assert!(moving.message().contains("moving to region us"), "{}", moving.message());
     }
 }

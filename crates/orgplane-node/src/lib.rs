@@ -13,6 +13,8 @@
 //!   refused when they would lose the quorum; and backups, streamed by [`backup`].
 //! - [`backup`]: a linearizable, consistent copy of the region's state, streamed in chunks.
 //! - [`cluster_service`]: this node's status and its region's topology.
+//! - [`move_service`]: this region's half of moving an org: move steps, the org's image, the
+//!   region's move records; `residency`: what the node holds of an org, and compaction.
 //! - `gate`: what a call must show first: the peer certificate (with `[tls]`), then the token.
 //! - [`peer_service`]: the peer-only Raft service; checks region and target of every message.
 //! - [`transport`]: the gRPC [`orgplane_raft::PeerTransport`], one cached channel per peer.
@@ -32,9 +34,11 @@ pub mod config;
 pub mod error;
 mod gate;
 pub mod metrics;
+pub mod move_service;
 pub mod node;
 pub mod org_service;
 pub mod peer_service;
+mod residency;
 pub mod transport;
 
 pub use config::NodeConfig;

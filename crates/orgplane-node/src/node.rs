@@ -14,6 +14,7 @@ use orgplane_proto::v1::access_service_server::AccessServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
 use orgplane_proto::v1::app_service_server::AppServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
+use orgplane_proto::v1::move_service_server::MoveServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
 pub use orgplane_raft::Raft;
 use orgplane_raft::{PeerHandler, PeerNetwork, PeerTransport, Proposer, ProposerConfig, ReadIndexer};
@@ -30,6 +31,7 @@ use crate::cluster_service::ClusterServiceImpl;
 use crate::config::{ConfigError, NodeConfig};
 use crate::gate::{PeerGate, PublicGate};
 use crate::metrics::NodeMetrics;
+use crate::move_service::MoveServiceImpl;
 use crate::org_service::{NodeCore, OrgServiceImpl};
 use crate::peer_service::PeerService;
 use crate::transport::GrpcTransport;
@@ -206,7 +208,11 @@ impl Node {
         let admin = AdminServiceServer::new(AdminServiceImpl::new(core.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let admin = InterceptedService::new(admin, public);
+        let admin = InterceptedService::new(admin, public.clone());
+        let moves = MoveServiceServer::new(MoveServiceImpl::new(core.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let moves = InterceptedService::new(moves, public);
         let handler = PeerHandler::new(core.raft.clone()).with_proposer(core.proposer.clone());
         let peer = RaftServiceServer::new(PeerService::new(core.region, core.node_id, handler))
             .max_decoding_message_size(PEER_MESSAGE_MAX_BYTES)
@@ -240,6 +246,7 @@ impl Node {
             .add_service(apps)
             .add_service(cluster)
             .add_service(admin)
+            .add_service(moves)
             .add_service(peer)
             // TCP_NODELAY on accepted connections: `Server::tcp_nodelay` does not apply to an incoming
             // stream we pass in, and Nagle's algorithm puts ~40 ms on small Raft and client replies.

@@ -26,6 +26,12 @@ pub(crate) fn caller_authorization() -> Option<HeaderValue> {
     CALLER_AUTHORIZATION.try_with(Clone::clone).ok().flatten()
 }
 
+/// Runs `work` (a task that outlives the call that started it, like a move's driver) with
+/// `authorization` as its caller's header.
+pub(crate) async fn with_authorization<F: Future>(authorization: Option<HeaderValue>, work: F) -> F::Output {
+    CALLER_AUTHORIZATION.scope(authorization, work).await
+}
+
 /// Keeps each call's `authorization` header for the calls to nodes made while serving it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ForwardCredentialsLayer;

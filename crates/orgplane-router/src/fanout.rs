@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures::future::join_all;
 use orgplane_model::Region;
-use orgplane_proto::v1::{ListUserOrgsRequest, ListUserOrgsResponse, RegionResult, RegionState};
+use orgplane_proto::v1::{ListUserOrgsRequest, ListUserOrgsResponse, RegionResult, RegionState, UserOrg};
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
@@ -192,8 +192,25 @@ fn merge(
         };
         response.regions.push(result);
     }
+    dedupe_moving_orgs(&mut response.orgs);
     response.next_page_token = next.encode();
     Ok(response)
+}
+
+/// Around a move's switch, for a moment, the org's old region (frozen) and its new one both
+/// list it: keep the entry with the newer epoch, in place of the first.
+fn dedupe_moving_orgs(orgs: &mut Vec<UserOrg>) {
+    let epoch = |entry: &UserOrg| entry.org.as_ref().map_or(0, |o| o.epoch);
+    let id = |entry: &UserOrg| entry.org.as_ref().map(|o| o.id.clone()).unwrap_or_default();
+    let mut kept: Vec<UserOrg> = Vec::with_capacity(orgs.len());
+    for entry in orgs.drain(..) {
+        match kept.iter_mut().find(|k| id(k) == id(&entry) && !id(&entry).is_empty()) {
+            Some(existing) if epoch(&entry) > epoch(existing) => *existing = entry,
+            Some(_) => {}
+            None => kept.push(entry),
+        }
+    }
+    *orgs = kept;
 }
 
 fn region_state(error: &RouterError) -> RegionState {
@@ -254,6 +271,18 @@ mod tests {
             next_page_token: next.to_string(),
             regions: vec![],
         }
+    }
+
+    #[test]
+    fn an_org_listed_by_two_regions_around_its_move_appears_once_at_its_newer_epoch() {
+        let entry = |id: &str, region: &str, epoch: u64| UserOrg {
+            org: Some(Org { id: id.into(), region: region.into(), epoch, ..Org::default() }),
+            role: "admin".into(),
+        };
+        let mut orgs = vec![entry("a", "us", 1), entry("b", "us", 1), entry("a", "eu", 2), entry("c", "eu", 1)];
+        dedupe_moving_orgs(&mut orgs);
+        let seen: Vec<_> = orgs.iter().map(|e| e.org.as_ref().map(|o| (o.id.as_str(), o.region.as_str())).unwrap()).collect();
+        assert_eq!(seen, vec![("a", "eu"), ("b", "us"), ("c", "eu")]);
     }
 
     #[test]

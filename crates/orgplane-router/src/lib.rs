@@ -28,6 +28,10 @@
 //!   routed by its header and forwarded as it arrives;
 //! - `admin_service`: `AdminService` (membership changes), routed by the region it names;
 //!   `backup`: relaying a region's backup stream, bounded by the client's deadline;
+//! - `placement`: where moved orgs live now (from forwarding answers; `route_to` follows them,
+//!   carries the believed epoch, and waits out an org's freeze within the deadline);
+//! - `mover`: the driver of org moves (reads the target's record, applies the next step,
+//!   resumable by any router); `move_service`: `MoveService` (start, status, abort, residency);
 //! - `status_page`: the HTML status page (regions, nodes, leaders, terms, lag, health);
 //! - `server`: [`RouterApi`], [`router_services`] and [`run`] (with gRPC health and
 //!   reflection), [`run_with_http`] (and the HTTP app on `metrics-listen`);
@@ -49,7 +53,10 @@ mod deadline;
 mod fanout;
 mod http;
 mod metrics;
+mod move_service;
+mod mover;
 mod org_service;
+mod placement;
 mod rate_limit;
 mod region;
 mod route;

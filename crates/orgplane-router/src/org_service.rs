@@ -5,17 +5,26 @@
 use std::future::Future;
 use std::time::Instant;
 
-use orgplane_model::Region;
+use orgplane_model::{OrgId, Region};
+use orgplane_proto::conv::{MOVING_TO_HEADER, ORG_EPOCH_HEADER};
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use orgplane_proto::v1::org_service_server::OrgService;
 use orgplane_proto::v1::*;
 use tonic::{Code, Request, Response, Status};
 
 use crate::deadline::Deadline;
+use crate::error::RouterError;
+use crate::placement::forwarded_to;
 use crate::region::Node;
 use crate::route::Routed;
 use crate::server::RouterApi;
 use crate::stack::NodeService;
+
+/// How many forwarding answers one call follows.
+const MAX_FORWARDING_HOPS: usize = 3;
+/// The first and the longest wait before asking a region again about an org it is moving away.
+const MOVING_PAUSE_FIRST: std::time::Duration = std::time::Duration::from_millis(25);
+const MOVING_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(400);
 
 impl RouterApi {
     /// Routes one request to its region and returns the region's answer. Logs the method,
@@ -47,13 +56,49 @@ impl RouterApi {
         let mut message = request.into_inner();
         let mut region = None;
         let result = async {
-            let nodes = self.state.table.route(&message)?;
-            region = Some(nodes.region);
-            tracing::Span::current().record("region", nodes.region.as_str());
+            let home_by_id = self.state.table.route(&message)?.region;
+            let org = message.org_id().and_then(|id| id.parse::<OrgId>().ok());
+            let mut placement = org.as_ref().and_then(|org| self.state.placements.get(org));
             message.ensure_request_id();
-            record_call(nodes.region, &mut message);
             let retry_after_send_is_safe = message.retry_after_send_is_safe();
-            nodes.call(R::RPC, deadline, message, retry_after_send_is_safe, client, send).await
+            let mut hops = 0;
+            let mut pause = MOVING_PAUSE_FIRST;
+            loop {
+                let nodes = self.state.table.get(placement.map_or(home_by_id, |p| p.region))?;
+                region = Some(nodes.region);
+                tracing::Span::current().record("region", nodes.region.as_str());
+                record_call(nodes.region, &mut message);
+                let epoch = placement.map(|p| p.epoch);
+                let send_with_epoch = |node: C, mut request: Request<R>| {
+                    if let Some(value) = epoch.and_then(|e| e.to_string().parse().ok()) {
+                        request.metadata_mut().insert(ORG_EPOCH_HEADER, value);
+                    }
+                    send(node, request)
+                };
+                let outcome =
+                    nodes.call(R::RPC, deadline, message.clone(), retry_after_send_is_safe, &client, send_with_epoch).await;
+                let Err(RouterError::NodeAnswer { status, .. }) = &outcome else { return outcome };
+                if let (Some(org), Some(moved)) = (&org, forwarded_to(status.metadata())) {
+                    // The org lives elsewhere now: remember, and go there (a few hops at most,
+                    // in case it moved again meanwhile).
+                    if hops < MAX_FORWARDING_HOPS {
+                        self.state.placements.learn(org, moved);
+                        placement = Some(moved);
+                        hops += 1;
+                        continue;
+                    }
+                }
+                if status.metadata().contains_key(MOVING_TO_HEADER) && retry_after_send_is_safe {
+                    // Frozen by a move: writes pause until the switch (seconds), so wait here
+                    // within the caller's deadline rather than fail.
+                    if let Some(remaining) = deadline.remaining().filter(|r| *r > pause) {
+                        tokio::time::sleep(pause.min(remaining)).await;
+                        pause = (pause * 2).min(MOVING_PAUSE_MAX);
+                        continue;
+                    }
+                }
+                return outcome;
+            }
         }
         .await;
         let result = result.map(Response::new).map_err(Status::from);

@@ -21,7 +21,9 @@ use orgplane_proto::v1::access_service_client::AccessServiceClient;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
 use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
+use orgplane_proto::v1::move_service_client::MoveServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
+use orgplane_proto::conv::MOVING_TO_HEADER;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
@@ -75,7 +77,10 @@ impl RegionTable {
                     apps: AppServiceClient::new(service.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                    cluster: ClusterServiceClient::new(service)
+                    cluster: ClusterServiceClient::new(service.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    moves: MoveServiceClient::new(service)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 });
@@ -115,6 +120,7 @@ pub(crate) struct Node {
     pub(crate) access: AccessServiceClient<NodeService>,
     pub(crate) apps: AppServiceClient<NodeService>,
     pub(crate) cluster: ClusterServiceClient<NodeService>,
+    pub(crate) moves: MoveServiceClient<NodeService>,
 }
 
 /// The nodes of one region.
@@ -349,6 +355,10 @@ fn classify(status: Status) -> Failure {
             return Failure::TimedOut;
         }
         source = error.source();
+    }
+    if status.metadata().contains_key(MOVING_TO_HEADER) {
+        // The region's own answer about a moving org: the caller decides (see `route_to`).
+        return Failure::Answer(status);
     }
     if local || status.code() == Code::Unavailable {
         let reason = if status.message().is_empty() {

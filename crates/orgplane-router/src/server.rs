@@ -11,6 +11,7 @@ use orgplane_proto::v1::access_service_server::AccessServiceServer;
 use orgplane_proto::v1::admin_service_server::AdminServiceServer;
 use orgplane_proto::v1::app_service_server::AppServiceServer;
 use orgplane_proto::v1::cluster_service_server::ClusterServiceServer;
+use orgplane_proto::v1::move_service_server::MoveServiceServer;
 use orgplane_proto::v1::org_service_server::OrgServiceServer;
 use orgplane_telemetry::metrics::{MetricsError, MetricsRegistry, RpcCatalog, RpcMetricsLayer};
 use tokio::net::TcpListener;
@@ -19,6 +20,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::placement::Placements;
 use crate::config::{RouterConfig, MAX_MESSAGE_BYTES};
 use crate::credentials::ForwardCredentialsLayer;
 use crate::error::RouterError;
@@ -36,6 +38,10 @@ pub(crate) struct RouterState {
     pub(crate) status_timeout: Duration,
     /// Per-region outcomes and fan-out partial answers.
     pub(crate) metrics: RouterMetrics,
+    /// Where moved orgs live now, from forwarding answers.
+    pub(crate) placements: Placements,
+    /// The org moves this router drives.
+    pub(crate) moves: crate::mover::Movers,
 }
 
 /// The router's implementation of `OrgService` and `ClusterService`. Cheap to clone; clones
@@ -75,6 +81,8 @@ impl RouterApi {
             fanout_timeout: config.fanout_timeout(),
             status_timeout: config.status_timeout(),
             metrics,
+            placements: Placements::default(),
+            moves: crate::mover::Movers::default(),
         };
         Ok(RouterApi { state: Arc::new(state) })
     }
@@ -89,6 +97,7 @@ pub struct RouterServices {
     pub admin: AdminServiceServer<RouterApi>,
     pub access: AccessServiceServer<RouterApi>,
     pub apps: AppServiceServer<RouterApi>,
+    pub moves: MoveServiceServer<RouterApi>,
 }
 
 /// Builds the router's services from `config`, for embedding them in another server; [`run`]
@@ -110,6 +119,9 @@ impl RouterServices {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             apps: AppServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            moves: MoveServiceServer::new(api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             cluster: ClusterServiceServer::new(api)
@@ -185,12 +197,14 @@ pub async fn run_with_http(
     health.set_serving::<ClusterServiceServer<RouterApi>>().await;
     health.set_serving::<AccessServiceServer<RouterApi>>().await;
     health.set_serving::<AppServiceServer<RouterApi>>().await;
+    health.set_serving::<MoveServiceServer<RouterApi>>().await;
 
     let reflection_names = [
         "orgplane.v1.OrgService",
         "orgplane.v1.AccessService",
         "orgplane.v1.AppService",
         "orgplane.v1.ClusterService",
+        "orgplane.v1.MoveService",
         "grpc.health.v1.Health",
     ];
     let mut reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -228,6 +242,7 @@ pub async fn run_with_http(
         health.set_not_serving::<ClusterServiceServer<RouterApi>>().await;
         health.set_not_serving::<AccessServiceServer<RouterApi>>().await;
         health.set_not_serving::<AppServiceServer<RouterApi>>().await;
+        health.set_not_serving::<MoveServiceServer<RouterApi>>().await;
     };
     let serve = server
         // Counts every call and its latency by service, method and code (`/metrics`).
@@ -249,6 +264,7 @@ pub async fn run_with_http(
         .add_service(InterceptedService::new(services.cluster, gate.clone()))
         .add_service(InterceptedService::new(services.access, gate.clone()))
         .add_service(InterceptedService::new(services.apps, gate.clone()))
+        .add_service(InterceptedService::new(services.moves, gate.clone()))
         .add_service(InterceptedService::new(services.admin, gate))
         .serve_with_incoming_shutdown(incoming, signal);
     // Graceful shutdown waits for every open connection; an idle client must not keep the

@@ -69,12 +69,37 @@ pub enum StoreError {
     /// The background thread that flushes appended log entries could not be started.
     #[error("could not start the log flusher thread: {source}")]
     FlusherStart { source: std::io::Error },
+
+    /// A flush of the database (shared with the log's group flush) failed.
+    #[error("flush failed while {action}: {source}")]
+    Flush { action: &'static str, source: std::io::Error },
+
+    /// A file operation of compaction, of its recovery on open, or of a residency scan failed.
+    #[error("{action} failed at {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+
+    /// A compaction failed after the old database was closed, and the store could not be
+    /// reopened; every operation fails until the node restarts (whose `open` finishes or
+    /// discards the compaction).
+    #[error("store at {path} is closed: a compaction could not reopen it")]
+    Closed { path: PathBuf },
+
+    /// A test stopped a compaction after `step`, as if the process had crashed there.
+    #[doc(hidden)]
+    #[error("compaction stopped after step {step:?} (test hook)")]
+    CompactionInterrupted { step: crate::compact::CompactStep },
 }
 
 impl StoreError {
     /// Wraps a sled error with what was being done.
     pub(crate) fn sled(action: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
         move |source| StoreError::Sled { action, source }
+    }
+
+    /// Wraps an I/O error with what was being done, and where.
+    pub(crate) fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { action, path, source }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Group fsync for log appends: one background thread that, whenever woken, takes every
-//! pending waiter, runs ONE flush, and then tells all of them the outcome.
+//! pending waiter, runs ONE flush, and then tells all of them the outcome. The store's other
+//! flushes (the vote, snapshots) wait on the same thread (`shared::Waiter`), so none of them
+//! holds the database across an `.await` and a compaction can swap it at any time.
 //!
 //! An fsync costs about the same for one entry as for a hundred, so under load many Raft
 //! appends share one: while a flush runs, new appends queue up, and the next flush covers all

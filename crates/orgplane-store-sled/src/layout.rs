@@ -12,6 +12,16 @@
 //! | `snapshot`   | `current`                             | meta length, JSON meta, snapshot   |
 //!
 //! Big-endian index keys sort like the indexes, so sled's key order is log order.
+//!
+//! Beside sled's own entries (`conf`, `db`, `blobs/`, `snap.*`), the data dir may hold, outside
+//! sled (see the `compact` module):
+//!
+//! | entry                  | what                                                           |
+//! |------------------------|----------------------------------------------------------------|
+//! | `compact.lock`         | empty; flock'ed by a compaction and by an open while it recovers |
+//! | `.compact/`            | a compaction's new database, while it is built and swapped in  |
+//! | `.compact/READY`       | marker: the new database is complete, the old one closed       |
+//! | `.compact/MOVING`      | marker: the old files are removed, the new ones being moved    |
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -21,6 +31,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::compact;
 use crate::error::StoreError;
 
 /// The on-disk format this build reads and writes. Bump it on any change to the layout or to
@@ -74,8 +85,16 @@ pub(crate) struct Trees {
 }
 
 /// Opens the database in `dir`, checks (or, for a new store, writes) its format record, and
-/// opens the trees. The format check comes before any other tree is opened or read.
+/// opens the trees. The format check comes before any other tree is opened or read. A
+/// compaction that was interrupted is first completed or discarded, under the compaction lock.
 pub(crate) fn open_database(dir: &Path) -> Result<(sled::Db, Trees), StoreError> {
+    let _no_compaction_runs = compact::lock_compaction(dir)?;
+    open_database_while_locked(dir)
+}
+
+/// [`open_database`], for a caller that holds the compaction lock already.
+pub(crate) fn open_database_while_locked(dir: &Path) -> Result<(sled::Db, Trees), StoreError> {
+    compact::finish_interrupted(dir)?;
     let db = open_when_unlocked(dir)?;
     check_or_write_format(&db, dir)?;
     let open = |name: &'static str| db.open_tree(name).map_err(StoreError::sled("opening a tree"));

@@ -12,6 +12,9 @@
 //!
 //! Layout:
 //! - [`layout`]: the trees, the keys, the on-disk format record checked on open;
+//! - `shared`: what the handles of one open store share: the database behind a lock that
+//!   compaction takes exclusively (so every handle goes on with the new database), the group
+//!   fsync thread (`flusher`) and the locks that order writes against reads;
 //! - `log_store`: [`LogStore`] and [`LogReader`], with group fsync through `flusher`;
 //! - `state_machine`: [`StateMachineStore`] and [`SnapshotBuilder`]; each `apply` is one
 //!   atomic batch, built through `overlay` (the model's `StateWrite` over the tree);
@@ -19,6 +22,11 @@
 //! - `state_reader`: [`StateReader`], the node's read handle;
 //! - `backup`: [`StateCopy`], a backup's consistent copy of the state machine, and
 //!   [`seed_from_backup`], which writes a fresh store from a backup's data, and [`finish_restore`];
+//! - `compact`: online compaction ([`StateReader::compact_files`], [`CompactReport`]): the
+//!   live data rewritten into fresh files swapped in place, and the recovery of an
+//!   interrupted compaction on open;
+//! - `residency`: read-only scans for an org's bytes: in every file under the data dir
+//!   ([`StateReader::scan_files`], [`FileHit`]), in the stored log and in the current snapshot;
 //! - [`error`]: [`StoreError`], the one error type, and its mapping to openraft's.
 
 #![forbid(unsafe_code)]
@@ -26,34 +34,42 @@
 use std::path::Path;
 
 mod backup;
+mod compact;
 pub mod error;
 mod flusher;
 pub mod layout;
 mod log_store;
 mod overlay;
+mod residency;
+mod shared;
 mod snapshot_format;
 mod state_machine;
 mod state_reader;
 
 pub use backup::{backup_data_format, finish_restore, seed_from_backup, SeededStore, StateCopy};
+pub use compact::CompactReport;
+#[doc(hidden)]
+pub use compact::CompactStep;
 pub use error::StoreError;
 pub use layout::FORMAT_VERSION;
 pub use log_store::{LogReader, LogStore};
+pub use residency::FileHit;
 pub use state_machine::{SnapshotBuilder, SnapshotObserver, StateMachineStore};
 pub use state_reader::{ConsistentView, StateReader};
 
 /// Opens (or creates) the store in `dir`. The on-disk format is checked before anything else is
-/// read: a store written in another format is refused with [`StoreError::FormatMismatch`].
+/// read: a store written in another format is refused with [`StoreError::FormatMismatch`]. A
+/// compaction that a crash interrupted is completed (or, if its new files were not complete,
+/// discarded) first.
 ///
-/// Starts the log's flusher thread; it stops when the [`LogStore`] is dropped. The directory
-/// stays locked by sled until every handle from this call (including [`StateReader`]s and
-/// [`LogReader`]s) is dropped.
+/// Starts the store's flusher thread; it stops when the last handle from this call is dropped.
+/// The directory stays locked by sled until every handle from this call (including
+/// [`StateReader`]s and [`LogReader`]s) is dropped.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let (db, trees) = layout::open_database(dir)?;
     if trees.raft_state.contains_key(layout::RESTORE_PENDING_KEY).map_err(StoreError::sled("opening the store"))? {
         return Err(StoreError::RestorePending { path: dir.to_path_buf() });
     }
-    let log_store = LogStore::new(db.clone(), trees.log, trees.raft_state)?;
-    let state_machine = StateMachineStore::new(db, trees.sm, trees.snapshot);
-    Ok((log_store, state_machine))
+    let shared = shared::Shared::start(dir, db, trees)?;
+    Ok((LogStore::new(shared.clone()), StateMachineStore::new(shared)))
 }

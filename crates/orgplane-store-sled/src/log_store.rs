@@ -2,14 +2,16 @@
 //! clonable reader that replication tasks use.
 //!
 //! Durability: `save_vote` flushes before it returns; `append` writes the entries (readable at
-//! once) and hands the callback to the [`GroupFlusher`], which calls it after a flush that
-//! covers them. `truncate`, `purge` and `save_committed` do not flush: losing one in a crash
+//! once) and hands the callback to the store's group flusher (`flusher`), which calls it after
+//! a flush that covers them. A compaction in between changes nothing: it copies every write
+//! made before it, and the flush then covers the new database. `truncate`, `purge` and `save_committed` do not flush: losing one in a crash
 //! only brings back state that Raft already tolerates (conflicting entries that the leader
 //! truncates again, purged entries that are purged again, a lower committed index), and sled
 //! recovers writes in order, so a later flush makes them durable together with what follows.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, Vote};
@@ -17,38 +19,36 @@ use orgplane_raft::{NodeId, TypeConfig};
 use serde::Deserialize;
 
 use crate::error::{to_raft, RaftStorageError, StoreError};
-use crate::flusher::GroupFlusher;
 use crate::layout::{decode_json, encode_json, log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
+use crate::shared::Shared;
 
 /// The Raft log and vote, in the `log` and `raft_state` trees of the store's database.
 ///
 /// Invariant: the log is contiguous from the first present entry to the last; appends extend
 /// it, truncation removes a suffix and purging a prefix, each in one atomic sled batch.
+///
+/// Appends are completed by the store's group flusher (shared fsyncs are what make appends
+/// cheap), which keeps working across a compaction: it flushes whichever database is current.
 pub struct LogStore {
-    db: sled::Db,
-    log: sled::Tree,
-    raft_state: sled::Tree,
-    /// Completes append callbacks after a flush; shared fsyncs are what make appends cheap.
-    flusher: GroupFlusher<LogFlushed<TypeConfig>>,
+    shared: Arc<Shared>,
 }
 
 /// A read-only view of the log for replication tasks. Cheap to clone.
 #[derive(Clone)]
 pub struct LogReader {
-    log: sled::Tree,
+    shared: Arc<Shared>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: sled::Db, log: sled::Tree, raft_state: sled::Tree) -> Result<LogStore, StoreError> {
-        let flushed_db = db.clone();
-        let flusher = GroupFlusher::start(move || flushed_db.flush().map(drop).map_err(std::io::Error::from))?;
-        Ok(LogStore { db, log, raft_state, flusher })
+    pub(crate) fn new(shared: Arc<Shared>) -> LogStore {
+        LogStore { shared }
     }
 
     fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
+        let db = self.shared.db()?;
         let last_purged_log_id: Option<LogId<NodeId>> =
-            read_json(&self.raft_state, LAST_PURGED_KEY, "last purged log id")?;
-        let last_entry_log_id = last_entry_log_id(&self.log)?;
+            read_json(&db.trees.raft_state, LAST_PURGED_KEY, "last purged log id")?;
+        let last_entry_log_id = last_entry_log_id(&db.trees.log)?;
         // After a crash between recording `last_purged` and removing the entries, entries at
         // or below it may remain; the larger of the two is the last log id either way.
         let last_log_id = last_entry_log_id.max(last_purged_log_id);
@@ -61,46 +61,64 @@ impl LogStore {
             batch.insert(&log_key(entry.log_id.index), encode_json("log entry", &entry)?);
         }
         // One batch: a crash keeps all of this append or none of it, never a hole.
-        self.log.apply_batch(batch).map_err(StoreError::sled("appending log entries"))
+        self.shared.db()?.trees.log.apply_batch(batch).map_err(StoreError::sled("appending log entries"))
     }
 
     fn truncate_since(&self, index: u64) -> Result<(), StoreError> {
-        let doomed = self.log.range(log_key(index)..);
-        self.remove_keys(doomed, "truncating the log")
+        let db = self.shared.db()?;
+        let doomed = db.trees.log.range(log_key(index)..);
+        remove_keys(&db.trees.log, doomed, "truncating the log")
     }
 
     fn purge_up_to(&self, log_id: &LogId<NodeId>) -> Result<(), StoreError> {
         // Invariant: `last_purged` is written before any entry is removed, so there is never a
         // moment (or a crash) where entries are gone but the log state does not say so.
         let record = encode_json("last purged log id", log_id)?;
-        self.raft_state
+        let db = self.shared.db()?;
+        db.trees
+            .raft_state
             .insert(LAST_PURGED_KEY, record)
             .map_err(StoreError::sled("recording the last purged log id"))?;
-        let doomed = self.log.range(..=log_key(log_id.index));
-        self.remove_keys(doomed, "purging the log")
-    }
-
-    /// Removes every key of `range` in one batch.
-    fn remove_keys(&self, range: sled::Iter, action: &'static str) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for key in range.keys() {
-            batch.remove(key.map_err(StoreError::sled(action))?);
-        }
-        self.log.apply_batch(batch).map_err(StoreError::sled(action))
+        let doomed = db.trees.log.range(..=log_key(log_id.index));
+        remove_keys(&db.trees.log, doomed, "purging the log")
     }
 
     fn write_vote(&self, vote: &Vote<NodeId>) -> Result<(), StoreError> {
         let record = encode_json("vote", vote)?;
-        self.raft_state.insert(VOTE_KEY, record).map_err(StoreError::sled("saving the vote"))?;
+        self.shared.db()?.trees.raft_state.insert(VOTE_KEY, record).map_err(StoreError::sled("saving the vote"))?;
         Ok(())
     }
 
     fn write_committed(&self, committed: Option<&LogId<NodeId>>) -> Result<(), StoreError> {
+        let db = self.shared.db()?;
         let written = match committed {
-            Some(log_id) => self.raft_state.insert(COMMITTED_KEY, encode_json("committed log id", log_id)?),
-            None => self.raft_state.remove(COMMITTED_KEY),
+            Some(log_id) => db.trees.raft_state.insert(COMMITTED_KEY, encode_json("committed log id", log_id)?),
+            None => db.trees.raft_state.remove(COMMITTED_KEY),
         };
         written.map(drop).map_err(StoreError::sled("saving the committed log id"))
+    }
+
+    fn read_raft_state<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        read_json(&self.shared.db()?.trees.raft_state, key, what)
+    }
+}
+
+/// Removes every key of `range` from `log` in one batch.
+fn remove_keys(log: &sled::Tree, range: sled::Iter, action: &'static str) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for key in range.keys() {
+        batch.remove(key.map_err(StoreError::sled(action))?);
+    }
+    log.apply_batch(batch).map_err(StoreError::sled(action))
+}
+
+impl LogReader {
+    fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+        read_entries(&self.shared.db()?.trees.log, range)
     }
 }
 
@@ -152,7 +170,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, RaftStorageError> {
-        read_entries(&self.log, range).map_err(read_logs_error)
+        self.entries(range).map_err(read_logs_error)
     }
 }
 
@@ -161,7 +179,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, RaftStorageError> {
-        read_entries(&self.log, range).map_err(read_logs_error)
+        read_entries(&self.shared.db().map_err(read_logs_error)?.trees.log, range).map_err(read_logs_error)
     }
 }
 
@@ -173,7 +191,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> LogReader {
-        LogReader { log: self.log.clone() }
+        LogReader { shared: self.shared.clone() }
     }
 
     #[tracing::instrument(name = "store.save_vote", skip_all)]
@@ -181,12 +199,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let vote_error = |e: StoreError| to_raft(ErrorSubject::Vote, ErrorVerb::Write, &e);
         self.write_vote(vote).map_err(vote_error)?;
         // The contract: the vote is on disk before this returns.
-        self.db.flush_async().await.map_err(StoreError::sled("flushing the vote")).map_err(vote_error)?;
+        self.shared.flush("flushing the vote").await.map_err(vote_error)?;
         Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
-        read_json(&self.raft_state, VOTE_KEY, "vote").map_err(|e| to_raft(ErrorSubject::Vote, ErrorVerb::Read, &e))
+        self.read_raft_state(VOTE_KEY, "vote").map_err(|e| to_raft(ErrorSubject::Vote, ErrorVerb::Read, &e))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), RaftStorageError> {
@@ -194,7 +212,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, RaftStorageError> {
-        read_json(&self.raft_state, COMMITTED_KEY, "committed log id")
+        self.read_raft_state(COMMITTED_KEY, "committed log id")
             .map_err(|e| to_raft(ErrorSubject::Store, ErrorVerb::Read, &e))
     }
 
@@ -207,7 +225,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The entries are written (and readable) before the callback is queued, so the flush
         // that completes the callback covers them.
         self.append_entries(entries).map_err(write_logs_error)?;
-        self.flusher.notify_after_next_flush(callback).map_err(write_logs_error)
+        self.shared.notify_after_next_flush(callback).map_err(write_logs_error)
     }
 
     #[tracing::instrument(name = "store.truncate", skip_all, fields(index = log_id.index))]

@@ -15,7 +15,7 @@
 
 use std::convert::Infallible;
 use std::io::Cursor;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -30,8 +30,9 @@ use sled::transaction::{ConflictableTransactionResult, TransactionError, Transac
 use crate::error::{to_raft, RaftStorageError, StoreError};
 use crate::layout::{decode_json, encode_json, read_json, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY, SNAPSHOT_CURRENT_KEY};
 use crate::overlay::BatchOverlay;
+use crate::shared::{OpenDb, Shared};
 use crate::snapshot_format::{self, Pair};
-use crate::state_reader::{ApplyLock, StateReader};
+use crate::state_reader::StateReader;
 
 /// openraft's metadata of a snapshot, for this crate's node types.
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
@@ -39,13 +40,9 @@ type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
 /// The state machine: the model's state in the `sm` tree, the current snapshot in the
-/// `snapshot` tree.
+/// `snapshot` tree. Batches land under the store's apply lock, so readers see whole batches.
 pub struct StateMachineStore {
-    db: sled::Db,
-    sm: sled::Tree,
-    /// Held exclusively while a batch lands in `sm`, so readers see whole batches.
-    apply_lock: ApplyLock,
-    snapshot: SnapshotSlot,
+    shared: Arc<Shared>,
     /// Told about every snapshot built or installed, for metrics.
     observer: Option<Arc<dyn SnapshotObserver>>,
 }
@@ -62,11 +59,10 @@ pub trait SnapshotObserver: Send + Sync + 'static {
 /// Builds a snapshot from the copy of the `sm` tree taken by
 /// [`RaftStateMachine::get_snapshot_builder`].
 pub struct SnapshotBuilder {
-    db: sled::Db,
+    shared: Arc<Shared>,
     /// The whole tree at the time the builder was made, or why it could not be copied (the
     /// trait's `get_snapshot_builder` cannot fail, so the error waits for `build_snapshot`).
     copy: Result<TreeCopy, StoreError>,
-    snapshot: SnapshotSlot,
     /// When the copy began: a build's duration runs from there to the saved snapshot.
     started: Instant,
     observer: Option<Arc<dyn SnapshotObserver>>,
@@ -79,20 +75,9 @@ struct TreeCopy {
     last_membership: Membership,
 }
 
-/// Where the current snapshot (meta and bytes in one value, so one read sees a matching
-/// pair) is kept. Shared by the state machine and the builders that run in their own tasks.
-#[derive(Clone)]
-struct SnapshotSlot {
-    tree: sled::Tree,
-    /// Serializes writes of the current snapshot, so a slow build cannot replace a newer
-    /// snapshot that an install or another build saved meanwhile.
-    save_lock: Arc<Mutex<()>>,
-}
-
 impl StateMachineStore {
-    pub(crate) fn new(db: sled::Db, sm: sled::Tree, snapshot: sled::Tree) -> StateMachineStore {
-        let snapshot = SnapshotSlot { tree: snapshot, save_lock: Arc::default() };
-        StateMachineStore { db, sm, apply_lock: ApplyLock::default(), snapshot, observer: None }
+    pub(crate) fn new(shared: Arc<Shared>) -> StateMachineStore {
+        StateMachineStore { shared, observer: None }
     }
 
     /// Reports every snapshot built or installed from now on to `observer`.
@@ -102,12 +87,13 @@ impl StateMachineStore {
 
     /// A read handle on the live state, for queries. Cheap; clone it freely.
     pub fn state_reader(&self) -> StateReader {
-        StateReader::new(self.db.clone(), self.sm.clone(), self.apply_lock.clone())
+        StateReader::new(self.shared.clone())
     }
 
     fn applied_pointers(&self) -> Result<(Option<LogId<NodeId>>, Membership), StoreError> {
-        let last_applied = read_json(&self.sm, LAST_APPLIED_KEY, "last applied log id")?;
-        let last_membership = read_json(&self.sm, LAST_MEMBERSHIP_KEY, "last membership")?.unwrap_or_default();
+        let db = self.shared.db()?;
+        let last_applied = read_json(&db.trees.sm, LAST_APPLIED_KEY, "last applied log id")?;
+        let last_membership = read_json(&db.trees.sm, LAST_MEMBERSHIP_KEY, "last membership")?.unwrap_or_default();
         Ok((last_applied, last_membership))
     }
 
@@ -116,7 +102,10 @@ impl StateMachineStore {
         &self,
         entries: impl IntoIterator<Item = Entry<TypeConfig>>,
     ) -> Result<Vec<RaftResponse>, StoreError> {
-        let mut overlay = BatchOverlay::new(&self.sm);
+        // The guard spans the whole call: the overlay's reads and the batch it becomes must be
+        // of the same database.
+        let db = self.shared.db()?;
+        let mut overlay = BatchOverlay::new(&db.trees.sm);
         let mut responses = Vec::new();
         let mut last_applied = None;
         let mut last_membership = None;
@@ -136,7 +125,7 @@ impl StateMachineStore {
             last_applied = Some(log_id);
         }
         let Some(last_applied) = last_applied else { return Ok(responses) };
-        self.write_applied_batch(overlay, &last_applied, last_membership.as_ref())?;
+        self.write_applied_batch(&db.trees.sm, overlay, &last_applied, last_membership.as_ref())?;
         Ok(responses)
     }
 
@@ -144,6 +133,7 @@ impl StateMachineStore {
     /// lock, so neither a crash nor a reader sees part of it.
     fn write_applied_batch(
         &self,
+        sm: &sled::Tree,
         overlay: BatchOverlay<'_>,
         last_applied: &LogId<NodeId>,
         last_membership: Option<&Membership>,
@@ -153,16 +143,21 @@ impl StateMachineStore {
         if let Some(membership) = last_membership {
             batch.insert(LAST_MEMBERSHIP_KEY, encode_json("last membership", membership)?);
         }
-        let _no_reads = self.apply_lock.write();
-        self.sm.apply_batch(batch).map_err(StoreError::sled("writing applied entries"))
+        let _no_reads = self.shared.apply_lock.write();
+        sm.apply_batch(batch).map_err(StoreError::sled("writing applied entries"))
     }
 
     /// Flushes, then copies the whole tree. The flush makes the durable tree at least as new
     /// as the copy, which is what allows openraft to purge the log up to the snapshot.
     async fn copy_tree(&self) -> Result<TreeCopy, StoreError> {
-        self.db.flush_async().await.map_err(StoreError::sled("flushing before a snapshot"))?;
-        let pairs: Vec<(sled::IVec, sled::IVec)> =
-            self.sm.iter().collect::<Result<_, _>>().map_err(StoreError::sled("copying the state for a snapshot"))?;
+        self.shared.flush("flushing before a snapshot").await?;
+        let db = self.shared.db()?;
+        let pairs: Vec<(sled::IVec, sled::IVec)> = db
+            .trees
+            .sm
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::sled("copying the state for a snapshot"))?;
         let (last_applied, last_membership) = applied_pointers_in(&pairs)?;
         Ok(TreeCopy { pairs, last_applied, last_membership })
     }
@@ -172,8 +167,10 @@ impl StateMachineStore {
     fn replace_state(&self, meta: &Meta, data: Vec<u8>) -> Result<(), StoreError> {
         let pairs = snapshot_format::decode(&data)?;
         check_pairs_match_meta(&pairs, meta)?;
+        let db = self.shared.db()?;
+        let OpenDb { trees, .. } = &*db;
         let mut batch = sled::Batch::default();
-        for key in self.sm.iter().keys() {
+        for key in trees.sm.iter().keys() {
             batch.remove(key.map_err(StoreError::sled("listing the state to replace"))?);
         }
         // Inserts after removes: a key in both ends up inserted.
@@ -181,9 +178,9 @@ impl StateMachineStore {
             batch.insert(key, value);
         }
         let record = encode_snapshot_record(meta, &data)?;
-        let _saving = self.snapshot.lock();
-        let _no_reads = self.apply_lock.write();
-        (&self.sm, &self.snapshot.tree)
+        let _saving = self.shared.snapshot_save_lock();
+        let _no_reads = self.shared.apply_lock.write();
+        (&trees.sm, &trees.snapshot)
             .transaction(|(sm, snapshot)| -> ConflictableTransactionResult<(), Infallible> {
                 sm.apply_batch(&batch)?;
                 snapshot.insert(SNAPSHOT_CURRENT_KEY, record.as_slice())?;
@@ -253,40 +250,37 @@ fn decode_snapshot_record(record: &[u8]) -> Result<(Meta, Vec<u8>), StoreError> 
     Ok((decode_json("snapshot meta", meta_json)?, data.to_vec()))
 }
 
-impl SnapshotSlot {
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        // The mutex guards no data of its own; a panic elsewhere leaves nothing to repair.
-        self.save_lock.lock().unwrap_or_else(PoisonError::into_inner)
+/// Reads the current snapshot (meta and bytes in one value, so one read sees a matching pair).
+fn read_current_snapshot(snapshot: &sled::Tree) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
+    match snapshot.get(SNAPSHOT_CURRENT_KEY).map_err(StoreError::sled("reading the current snapshot"))? {
+        Some(record) => decode_snapshot_record(&record).map(Some),
+        None => Ok(None),
     }
+}
 
-    fn read(&self) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
-        match self.tree.get(SNAPSHOT_CURRENT_KEY).map_err(StoreError::sled("reading the current snapshot"))? {
-            Some(record) => decode_snapshot_record(&record).map(Some),
-            None => Ok(None),
+/// Saves a freshly built snapshot as the current one, unless the current one covers more of
+/// the log (an install or another build finished first).
+fn save_built_snapshot(shared: &Shared, meta: &Meta, data: &[u8]) -> Result<(), StoreError> {
+    let db = shared.db()?;
+    let _saving = shared.snapshot_save_lock();
+    if let Some((current, _)) = read_current_snapshot(&db.trees.snapshot)? {
+        if current.last_log_id > meta.last_log_id {
+            tracing::info!(built = ?meta.last_log_id, current = ?current.last_log_id, "kept the newer current snapshot");
+            return Ok(());
         }
     }
-
-    /// Saves a freshly built snapshot as the current one, unless the current one covers more
-    /// of the log (an install or another build finished first).
-    fn save_built(&self, meta: &Meta, data: &[u8]) -> Result<(), StoreError> {
-        let _saving = self.lock();
-        if let Some((current, _)) = self.read()? {
-            if current.last_log_id > meta.last_log_id {
-                tracing::info!(built = ?meta.last_log_id, current = ?current.last_log_id, "kept the newer current snapshot");
-                return Ok(());
-            }
-        }
-        let record = encode_snapshot_record(meta, data)?;
-        self.tree.insert(SNAPSHOT_CURRENT_KEY, record).map_err(StoreError::sled("saving the current snapshot"))?;
-        Ok(())
-    }
+    let record = encode_snapshot_record(meta, data)?;
+    db.trees.snapshot.insert(SNAPSHOT_CURRENT_KEY, record).map_err(StoreError::sled("saving the current snapshot"))?;
+    Ok(())
 }
 
 impl SnapshotBuilder {
     /// A snapshot id unique on this node, also across restarts: the log id it covers and a
     /// counter that sled persists.
     fn new_snapshot_id(&self, last_applied: Option<&LogId<NodeId>>) -> Result<String, StoreError> {
-        let counter = self.db.generate_id().map_err(StoreError::sled("generating a snapshot id"))?;
+        // Compaction starts a new database, whose counter starts again at 0: an id can then
+        // repeat only for a snapshot of the same log id, which holds the same state.
+        let counter = self.shared.db()?.db.generate_id().map_err(StoreError::sled("generating a snapshot id"))?;
         Ok(match last_applied {
             Some(log_id) => format!("{}-{}-{counter}", log_id.leader_id.term, log_id.index),
             None => format!("none-{counter}"),
@@ -312,8 +306,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let snapshot_id = self.new_snapshot_id(copy.last_applied.as_ref()).map_err(sm_write_error)?;
         let meta = Meta { last_log_id: copy.last_applied, last_membership: copy.last_membership.clone(), snapshot_id };
         let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
-        self.snapshot.save_built(&meta, &data).map_err(write_error)?;
-        self.db.flush_async().await.map_err(StoreError::sled("flushing a built snapshot")).map_err(write_error)?;
+        save_built_snapshot(&self.shared, &meta, &data).map_err(write_error)?;
+        self.shared.flush("flushing a built snapshot").await.map_err(write_error)?;
         if let Some(observer) = &self.observer {
             observer.snapshot_built(self.started.elapsed());
         }
@@ -347,13 +341,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         let started = Instant::now();
         let copy = self.copy_tree().await;
-        SnapshotBuilder {
-            db: self.db.clone(),
-            copy,
-            snapshot: self.snapshot.clone(),
-            started,
-            observer: self.observer.clone(),
-        }
+        SnapshotBuilder { shared: self.shared.clone(), copy, started, observer: self.observer.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
@@ -365,7 +353,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let started = Instant::now();
         let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
         self.replace_state(meta, snapshot.into_inner()).map_err(write_error)?;
-        self.db.flush_async().await.map_err(StoreError::sled("flushing an installed snapshot")).map_err(write_error)?;
+        self.shared.flush("flushing an installed snapshot").await.map_err(write_error)?;
         if let Some(observer) = &self.observer {
             observer.snapshot_installed(started.elapsed());
         }
@@ -373,7 +361,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
-        let current = self.snapshot.read().map_err(|e| to_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e))?;
+        let read_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e);
+        let current =
+            read_current_snapshot(&self.shared.db().map_err(read_error)?.trees.snapshot).map_err(read_error)?;
         Ok(current.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }

@@ -10,13 +10,17 @@
 
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
+use crate::shared::{DbGuard, Shared};
+
 use openraft::LogId;
 use orgplane_model::state::{StateRead, StorageFault};
 use orgplane_raft::NodeId;
 
 use crate::backup::StateCopy;
+use crate::compact::{self, CompactReport, CompactStep, StopAfter};
 use crate::error::StoreError;
-use crate::layout::{is_reserved_key, read_json, FIRST_MODEL_KEY, LAST_APPLIED_KEY};
+use crate::layout::{is_reserved_key, read_json, FIRST_MODEL_KEY, LAST_APPLIED_KEY, SNAPSHOT_CURRENT_KEY};
+use crate::residency::{self, FileHit};
 
 /// Serializes batch writes to the state machine tree against reads of it. It guards no data of
 /// its own, so a poisoned lock (a panic elsewhere) is simply taken over.
@@ -29,7 +33,7 @@ impl ApplyLock {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, ()> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ()> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -38,23 +42,26 @@ impl ApplyLock {
 /// queries. It sees applied entries as soon as `apply` returns; after a restart it may lag the
 /// last answered write until openraft re-applies the committed log (see the state machine's
 /// durability notes), so linearizable reads must still wait for the applied index.
+///
+/// It also holds the store's maintenance operations: online compaction
+/// ([`StateReader::compact_files`]) and the residency scans ([`StateReader::scan_files`],
+/// [`StateReader::log_entries_containing`], [`StateReader::snapshot_contains`]).
 #[derive(Clone)]
 pub struct StateReader {
-    db: sled::Db,
-    sm: sled::Tree,
-    lock: ApplyLock,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// A view in which no batch lands while it lives. Handed to the closure of
 /// [`StateReader::read_consistent`].
 pub struct ConsistentView<'a> {
-    sm: &'a sled::Tree,
+    /// `None` when the store is closed (see [`StoreError::Closed`]); every read then fails.
+    db: Option<DbGuard<'a>>,
     _no_batch_lands: RwLockReadGuard<'a, ()>,
 }
 
 impl StateReader {
-    pub(crate) fn new(db: sled::Db, sm: sled::Tree, lock: ApplyLock) -> StateReader {
-        StateReader { db, sm, lock }
+    pub(crate) fn new(shared: Arc<Shared>) -> StateReader {
+        StateReader { shared }
     }
 
     /// Runs `query` against a view that no apply changes while it runs, for queries that make
@@ -62,7 +69,9 @@ impl StateReader {
     /// each org). Keep `query` short and do not call this reader from inside it: a waiting
     /// apply blocks new readers, so a nested read could deadlock.
     pub fn read_consistent<T>(&self, query: impl FnOnce(&ConsistentView<'_>) -> T) -> T {
-        let view = ConsistentView { sm: &self.sm, _no_batch_lands: self.lock.read() };
+        // The database guard first, then the apply lock: the store's lock order.
+        let db = self.shared.db().ok();
+        let view = ConsistentView { db, _no_batch_lands: self.shared.apply_lock.read() };
         query(&view)
     }
 
@@ -74,46 +83,129 @@ impl StateReader {
     /// apply wait too; nothing waits while the copy is streamed. Blocking: call it off the
     /// async runtime's threads.
     pub fn copy_state(&self) -> Result<StateCopy, StoreError> {
-        let _no_batch_lands = self.lock.read();
-        StateCopy::of_tree(&self.sm)
+        let db = self.shared.db()?;
+        let _no_batch_lands = self.shared.apply_lock.read();
+        StateCopy::of_tree(&db.trees.sm)
     }
 
     /// The id of the last log entry whose effects are in the state machine, or `None` before
     /// the first apply.
     pub fn last_applied(&self) -> Result<Option<LogId<NodeId>>, StoreError> {
-        read_json(&self.sm, LAST_APPLIED_KEY, "last applied log id")
+        read_json(&self.shared.db()?.trees.sm, LAST_APPLIED_KEY, "last applied log id")
     }
 
     /// The bytes the whole database (log, vote, state machine, snapshot) takes on disk, for
     /// metrics. 0 when sled cannot tell, which is logged.
     pub fn disk_size(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or_else(|e| {
+        let size = self.shared.db().and_then(|db| db.db.size_on_disk().map_err(StoreError::sled("reading the size")));
+        size.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not read the store's size on disk");
             0
         })
     }
 }
 
+/// Compaction and residency scans.
+impl StateReader {
+    /// Rewrites the store's files online so that they hold only live data: every tree is
+    /// copied into a fresh database, which then replaces the old one's files in the data dir,
+    /// and every handle of the store (log store, log readers, the flusher, state machine,
+    /// snapshot builders, readers) goes on with it. Deleted values (a removed org's records,
+    /// purged log entries, replaced snapshots) are gone from disk afterwards, which sled 0.34
+    /// never does by itself.
+    ///
+    /// Blocking, and every store operation waits while it runs (for about the time it takes
+    /// to copy the live data): call it off the async runtime's threads (`spawn_blocking`). A
+    /// crash at any point leaves a store that [`crate::open`] completes or rolls back with
+    /// every acknowledged write; see the `compact` module docs for the steps.
+    pub fn compact_files(&self) -> Result<CompactReport, StoreError> {
+        compact::compact(&self.shared, StopAfter(None))
+    }
+
+    /// [`StateReader::compact_files`], stopped after `step` as if the process had crashed
+    /// there: the store is left closed (every operation fails with [`StoreError::Closed`])
+    /// until its handles are dropped and it is opened again. For crash tests only.
+    #[doc(hidden)]
+    pub fn compact_files_crashing_after(&self, step: CompactStep) -> Result<CompactReport, StoreError> {
+        compact::compact(&self.shared, StopAfter(Some(step)))
+    }
+
+    /// For every regular file under the store's directory (recursively) and every needle
+    /// found in it, how many times the needle occurs (overlapping occurrences counted; an
+    /// empty needle occurs nowhere). Files are streamed a chunk at a time, and occurrences
+    /// across chunk boundaries are found. Hits are in path order, then needle order; a file
+    /// with no needle in it has no hit.
+    ///
+    /// This looks at raw bytes, wherever sled keeps them: live values, deleted ones that no
+    /// compaction has removed yet, snapshots. Blocking; it does not hold up store operations,
+    /// but a compaction waits for it (and it for a compaction).
+    #[tracing::instrument(name = "store.scan_files", skip_all)]
+    pub fn scan_files(&self, needles: &[Vec<u8>]) -> Result<Vec<FileHit>, StoreError> {
+        let _one_maintenance_at_a_time = self.shared.maintenance_lock();
+        residency::scan_files(&self.shared.dir, needles)
+    }
+
+    /// How many stored log entries contain `needle` in their encoded bytes (an empty needle is
+    /// in none). Blocking; reads the whole log.
+    #[tracing::instrument(name = "store.scan_log", skip_all)]
+    pub fn log_entries_containing(&self, needle: &[u8]) -> Result<u64, StoreError> {
+        let _one_maintenance_at_a_time = self.shared.maintenance_lock();
+        let db = self.shared.db()?;
+        let mut count = 0;
+        for value in db.trees.log.iter().values() {
+            let value = value.map_err(StoreError::sled("scanning the log"))?;
+            count += u64::from(residency::contains(&value, needle));
+        }
+        Ok(count)
+    }
+
+    /// Whether the stored current snapshot (its metadata and its data, as stored) contains
+    /// `needle`; `false` when there is no snapshot or the needle is empty.
+    #[tracing::instrument(name = "store.scan_snapshot", skip_all)]
+    pub fn snapshot_contains(&self, needle: &[u8]) -> Result<bool, StoreError> {
+        let _one_maintenance_at_a_time = self.shared.maintenance_lock();
+        let db = self.shared.db()?;
+        let record =
+            db.trees.snapshot.get(SNAPSHOT_CURRENT_KEY).map_err(StoreError::sled("reading the current snapshot"))?;
+        Ok(record.is_some_and(|record| residency::contains(&record, needle)))
+    }
+}
+
 impl StateRead for StateReader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageFault> {
-        let _no_batch_lands = self.lock.read();
-        read_model_key(&self.sm, key)
+        let db = self.shared.db().map_err(store_fault)?;
+        let _no_batch_lands = self.shared.apply_lock.read();
+        read_model_key(&db.trees.sm, key)
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageFault> {
-        let _no_batch_lands = self.lock.read();
-        scan_model_range(&self.sm, start, end, limit)
+        let db = self.shared.db().map_err(store_fault)?;
+        let _no_batch_lands = self.shared.apply_lock.read();
+        scan_model_range(&db.trees.sm, start, end, limit)
+    }
+}
+
+impl ConsistentView<'_> {
+    fn sm(&self) -> Result<&sled::Tree, StorageFault> {
+        match &self.db {
+            Some(db) => Ok(&db.trees.sm),
+            None => Err(StorageFault("the store is closed: a compaction could not reopen it".into())),
+        }
     }
 }
 
 impl StateRead for ConsistentView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageFault> {
-        read_model_key(self.sm, key)
+        read_model_key(self.sm()?, key)
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageFault> {
-        scan_model_range(self.sm, start, end, limit)
+        scan_model_range(self.sm()?, start, end, limit)
     }
+}
+
+fn store_fault(error: StoreError) -> StorageFault {
+    StorageFault(error.to_string())
 }
 
 /// Reads a model key. Reserved keys are not part of the model's state and read as absent.

@@ -117,6 +117,30 @@ pub fn org_image(state: &impl StateRead, org: &OrgId) -> Result<Vec<ImageRecord>
         .collect()
 }
 
+/// What a region's state holds of an org, for the residency report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holdings {
+    /// The org's own records (see [`org_image`]), its entries in users' indexes, and any
+    /// staged copy.
+    pub records: u64,
+    pub forwarding: Option<Forwarding>,
+    pub move_record: Option<MoveRecord>,
+}
+
+/// What the state holds of `org`. Scans every user's index (an org that left has no members
+/// here to find its entries by), so it is for reports, not for a hot path.
+pub fn holdings(state: &impl StateRead, org: &OrgId) -> Result<Holdings, StorageFault> {
+    let suffix = format!("/{org}");
+    let index_entries =
+        scan_prefix(state, b"u/")?.iter().filter(|(key, _)| key.ends_with(suffix.as_bytes())).count() as u64;
+    let staged = scan_prefix(state, &keys::staged_prefix(org))?.len() as u64;
+    Ok(Holdings {
+        records: org_image(state, org)?.len() as u64 + index_entries + staged,
+        forwarding: get_forwarding(state, org)?,
+        move_record: get_move(state, org)?,
+    })
+}
+
 /// Whether `key` may be one of `org`'s records in an image (what a stage accepts).
 fn belongs_to(org: &OrgId, key: &str) -> bool {
     let bytes = key.as_bytes();

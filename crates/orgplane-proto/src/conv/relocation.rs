@@ -6,6 +6,9 @@ use crate::v1;
 
 /// Metadata of an answer about a moved org: the region it lives in now.
 pub const MOVED_TO_HEADER: &str = "x-orgplane-moved-to";
+/// Metadata of an answer about an org that is moving: the region it is moving to. The answer
+/// (UNAVAILABLE) is the region's own, not a failure to reach it: retry shortly, same place.
+pub const MOVING_TO_HEADER: &str = "x-orgplane-moving-to";
 /// Metadata of an org's ownership epoch: in a moved org's answer, its epoch in the new region;
 /// on a routed request, the epoch the router believes the org has where it sends it.
 pub const ORG_EPOCH_HEADER: &str = "x-orgplane-org-epoch";
