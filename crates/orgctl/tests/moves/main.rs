@@ -43,9 +43,10 @@ async fn an_org_moves_from_eu_to_us_and_only_a_forwarding_stays_in_eu() {
         let never = ctl.json("ops", &["org", "move-status", &org]);
         assert_eq!(never["move"], Value::Null, "{never}");
 
-        // Only a platform admin moves orgs, not the org's own admin.
+        // Only a platform admin moves orgs, not the org's own admin; the refusal names the
+        // permission.
         let stderr = ctl.refused("alice", &["org", "move", &org, "--to", "us"]);
-        assert!(stderr.contains("PERMISSION_DENIED"), "{stderr}");
+        assert!(stderr.contains("platform_admin"), "{stderr}");
 
         let out = ctl.run_with_timeout("ops", None, MOVE_WAIT_SECONDS, &["org", "move", &org, "--to", "us"]);
         assert!(out.status.success(), "the move failed: {}", String::from_utf8_lossy(&out.stderr));
