@@ -4,11 +4,12 @@
 
 use std::borrow::Cow;
 
-use orgplane_proto::conv::{MOVED_TO_HEADER, ORG_EPOCH_HEADER};
+use orgplane_proto::conv::{MOVED_TO_HEADER, MOVING_TO_HEADER, ORG_EPOCH_HEADER};
 use tonic::{Code, Status};
 
 /// The words of a node's UNAVAILABLE for an org between the freeze and the switch of a move:
-/// "org ID is moving to region REGION; retry shortly".
+/// "org ID is moving to region REGION; retry shortly". A node also names the region in
+/// `x-orgplane-moving-to`, but a router passes on only the message.
 const MOVING_TO_REGION: &str = " is moving to region ";
 
 /// Why a client call, or building a client, failed.
@@ -121,6 +122,9 @@ impl ClientError {
     /// the freeze and the switch of a move (UNAVAILABLE: writes pause during a move).
     pub fn moving_to(&self) -> Option<&str> {
         let status = self.grpc_status().filter(|s| s.code() == Code::Unavailable)?;
+        if let Some(region) = status.metadata().get(MOVING_TO_HEADER).and_then(|v| v.to_str().ok()) {
+            return Some(region);
+        }
         let (_, rest) = status.message().split_once(MOVING_TO_REGION)?;
         let region = rest.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
         (!region.is_empty()).then_some(region)
@@ -292,6 +296,9 @@ mod tests {
             err.hint(),
             "the org is moving to region us and writes to it pause until the switch (seconds at most); retry shortly"
         );
+        let mut direct = Status::unavailable("org eu-01abc is frozen");
+        direct.metadata_mut().insert(MOVING_TO_HEADER, "apac".parse().unwrap());
+        assert_eq!(ClientError::status("update_org", 1, direct, false).moving_to(), Some("apac"));
         let down = ClientError::status("update_org", 4, Status::unavailable("region eu has no leader"), false);
         assert_eq!(down.moving_to(), None);
         assert_eq!(down.hint(), hint_for_code(Code::Unavailable));
