@@ -122,21 +122,28 @@ impl World {
     }
 }
 
-/// Polls the router until the org's latest move has ended; returns it.
-async fn wait_for_end(router: &str, org: &str) -> v1::OrgMove {
+/// Polls the router until the org's latest move is in one of `phases`; returns it.
+async fn wait_for_phase(router: &str, org: &str, phases: &[&str]) -> v1::OrgMove {
     let mut moves = moves_at(router);
     let deadline = Instant::now() + WAIT * 4;
+    let mut last = None;
     loop {
         let status = moves.get_move_status(v1::GetMoveStatusRequest { org_id: org.into() }).await;
         if let Ok(status) = status {
             let record = status.into_inner().r#move.expect("a move");
-            if record.phase == "done" || record.phase == "aborted" {
+            if phases.contains(&record.phase.as_str()) {
                 return record;
             }
+            last = Some(record);
         }
-        assert!(Instant::now() < deadline, "the move of {org} did not end in time");
+        assert!(Instant::now() < deadline, "the move of {org} did not reach {phases:?} in time: {last:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Polls the router until the org's latest move has ended; returns it.
+async fn wait_for_end(router: &str, org: &str) -> v1::OrgMove {
+    wait_for_phase(router, org, &["done", "aborted"]).await
 }
 
 /// The regions whose nodes answer a linearizable read of the org (straight to a node, no
@@ -419,9 +426,14 @@ async fn leaders_die_mid_move_and_an_abort_before_the_switch_rolls_back() {
     drive_until(&world, &org, DiesAfter::Freeze).await;
     let eu_leader = world.eu.leader().await;
     world.eu.stop(eu_leader).await;
+    // The switch needs only a quorum; the cleanup waits for every source node (each one's own
+    // files must forget the org), so it finishes once the stopped node is back.
+    wait_for_phase(&world.router, &org, &["cleaning_up"]).await;
+    assert_eq!(serving_regions(&world, &org).await, vec![Region::Us]);
+    world.eu.restart(eu_leader).await;
     let done = wait_for_end(&world.router, &org).await;
     assert_eq!(done.phase, "done");
-    world.eu.restart(eu_leader).await;
+    assert!(files_containing(&world.eu.data_dir(eu_leader), b"Leaderless Source AB").is_empty());
 
     // The target's leader dies while the first copy is staged.
     let org = world.rich_org("Leaderless Target AB").await;
