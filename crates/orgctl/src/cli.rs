@@ -38,7 +38,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// The longest a call may take, retries included, in seconds (fractions allowed).
-    /// Default: 5 s per attempt, 15 s in all.
+    /// Default: 5 s per attempt, 15 s in all. For `org move`, also the longest it waits for
+    /// the move to end (default 300 s).
     #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
     /// A bearer token, sent as `authorization: Bearer <token>` with every call.
@@ -68,7 +69,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, PartialEq, Subcommand)]
 pub enum Command {
-    /// Create, read, list, rename and delete orgs.
+    /// Create, read, list, rename and delete orgs; move them between regions, and see where
+    /// their data lives.
     #[command(subcommand)]
     Org(OrgCommand),
     /// Add, change, remove and list the members of an org.
@@ -219,6 +221,34 @@ mod tests {
             "org delete eu-1",
             Command::Org(OrgCommand::Delete { id: "eu-1".into(), expected_version: None, request_id: None }),
         );
+    }
+
+    #[test]
+    fn parses_move_commands() {
+        let moving =
+            |dry_run, no_wait| Command::Org(OrgCommand::Move { org: "eu-1".into(), to: Region::Us, dry_run, no_wait });
+        check("org move eu-1 --to us", moving(false, false));
+        check("org move eu-1 --to US --dry-run", moving(true, false));
+        check("org move eu-1 --no-wait --to us", moving(false, true));
+        let cli = parse("org move eu-1 --to us --timeout 600").unwrap();
+        assert_eq!(cli.global.timeout, Some(Duration::from_secs(600)), "the global --timeout bounds the wait");
+        check("org move-status eu-1", Command::Org(OrgCommand::MoveStatus { org: "eu-1".into() }));
+        check(
+            "org move-abort eu-1 --reason wrong",
+            Command::Org(OrgCommand::MoveAbort { org: "eu-1".into(), reason: "wrong".into() }),
+        );
+        check(
+            "org move-abort eu-1",
+            Command::Org(OrgCommand::MoveAbort {
+                org: "eu-1".into(),
+                reason: "aborted by an operator with orgctl".into(),
+            }),
+        );
+        check("org residency eu-1", Command::Org(OrgCommand::Residency { org: "eu-1".into() }));
+        check_refused("org move eu-1", ErrorKind::MissingRequiredArgument);
+        check_refused("org move eu-1 --to mars", ErrorKind::ValueValidation);
+        check_refused("org move eu-1 --to us --dry-run --no-wait", ErrorKind::ArgumentConflict);
+        check_refused("org residency", ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! [`CommandError`]: why a command failed, either in a call ([`ClientError`]) or, for
-//! `orgctl backup`, with the local file. main prints any of them the same way:
-//! `error: <CODE>: <message>` and `hint: <hint>`.
+//! [`CommandError`]: why a command failed, either in a call ([`ClientError`]), with a local
+//! file (`orgctl backup`, `orgctl app`), or in how a move ended (`orgctl org move`). main
+//! prints any of them the same way: `error: <CODE>: <message>` and `hint: <hint>`.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use orgplane_backup::BackupFileError;
-use orgplane_client::ClientError;
+use orgplane_client::{v1, ClientError};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,16 @@ pub enum CommandError {
     /// The backup could not be written, or the file did not check out; no file was left.
     #[error("backup to {}: {source}", .path.display())]
     BackupFile { path: PathBuf, source: BackupFileError },
+    /// The move orgctl waited for was rolled back; the org stays where it was.
+    #[error("move {} of org {} from {} to {} was aborted: {}; the org stays in {}", .org_move.move_id, .org_move.org_id, .org_move.source_region, .org_move.target_region, if .org_move.reason.is_empty() { "no reason given" } else { .org_move.reason.as_str() }, .org_move.source_region)]
+    MoveAborted { org_move: Box<v1::OrgMove> },
+    /// The move did not end within the wait; it goes on without orgctl.
+    #[error("move {} of org {} to {} is still {} after {:.0} s", .org_move.move_id, .org_move.org_id, .org_move.target_region, .org_move.phase, .waited.as_secs_f64())]
+    MoveWaitTimedOut { org_move: Box<v1::OrgMove>, waited: Duration },
+    /// While orgctl waited, another move of the org became its latest, so how the awaited one
+    /// ended cannot be read any more.
+    #[error("move {} of org {} is no longer its latest move (move {} to {} is, {}): how it ended is not known here", .org_move.move_id, .org_move.org_id, .newer.move_id, .newer.target_region, .newer.phase)]
+    MoveReplaced { org_move: Box<v1::OrgMove>, newer: Box<v1::OrgMove> },
 }
 
 impl CommandError {
@@ -33,6 +45,9 @@ impl CommandError {
             CommandError::BackupFile { source: BackupFileError::Io { .. }, .. } => "INTERNAL",
             CommandError::AppFile { .. } => "INTERNAL",
             CommandError::BackupFile { .. } => "DATA_LOSS",
+            CommandError::MoveAborted { .. } => "ABORTED",
+            CommandError::MoveWaitTimedOut { .. } => "DEADLINE_EXCEEDED",
+            CommandError::MoveReplaced { .. } => "UNKNOWN",
         }
     }
 
@@ -45,9 +60,19 @@ impl CommandError {
     }
 
     /// What to do about it.
-    pub fn hint(&self) -> &'static str {
-        match self {
-            CommandError::Client(err) => err.hint(),
+    pub fn hint(&self) -> Cow<'static, str> {
+        let hint = match self {
+            CommandError::Client(err) => return err.hint(),
+            CommandError::MoveWaitTimedOut { org_move, .. } | CommandError::MoveReplaced { org_move, .. } => {
+                return format!(
+                    "the router drives the move without orgctl: follow it with `orgctl org move-status {org}`; before the switch, `orgctl org move-abort {org}` rolls it back",
+                    org = org_move.org_id
+                )
+                .into()
+            }
+            CommandError::MoveAborted { .. } => {
+                "the org is served by its old region as before; remove the cause and run the move again"
+            }
             CommandError::FileExists { .. } => "pass --force to replace it, or name another file",
             CommandError::BackupFile { source: BackupFileError::Io { .. }, .. } => {
                 "check that the file's directory exists, is writable and has room; then run the backup again"
@@ -58,7 +83,8 @@ impl CommandError {
             CommandError::BackupFile { .. } => {
                 "the backup was damaged on its way or on disk and was not kept; run the backup again"
             }
-        }
+        };
+        hint.into()
     }
 
     /// 2 for usage errors (the input must change), 1 for everything else.

@@ -4,7 +4,8 @@
 //! Output contract:
 //! - `--output table` (default): aligned columns for people, on stdout.
 //! - `--output json`: exactly one JSON document on stdout, nothing else there.
-//! - Warnings (`warning: ...`, for example a partial user list) go to stderr in both formats.
+//! - Warnings (`warning: ...`, for example a partial user list) go to stderr in both formats,
+//!   as does progress (app transfers, the phases of `org move`).
 //! - Errors go to stderr only, stdout stays empty: `error: <CODE>: <message>` and
 //!   `hint: <hint>`. Exit code 1 for a failed call, 2 for a usage error (clap's, or an
 //!   endpoint, token or request id the client refuses before sending anything).
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
     let format = cli.global.output;
     let answer = runtime.block_on(async {
         let client = cmd::client(&cli.global)?;
-        cmd::run(&client, cli.command).await
+        cmd::run(&client, cli.command, cli.global.timeout).await
     });
     let answer: Result<_, CommandError> = answer;
     match answer {

@@ -2,6 +2,8 @@
 //! JSON document for `--output json`, aligned columns for `--output table`, and warning lines
 //! that go to stderr in both formats.
 //!
+//! The move commands' answers are in [`moves`].
+//!
 //! JSON field names follow the proto's (snake_case; times in milliseconds since the Unix
 //! epoch; a missing page token is `null`), through this module's own serde structs so that the
 //! generated wire types need no serde.
@@ -14,6 +16,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cli::OutputFormat;
+
+mod moves;
+
+pub use moves::{MoveReport, MoveStatusView, ResidencyReport};
 
 /// What a command prints.
 pub trait Render {

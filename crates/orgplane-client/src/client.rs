@@ -1,5 +1,6 @@
 //! [`Client`]: one typed method per RPC of `OrgService`, `ClusterService` and `AdminService`
-//! (those of `AccessService` are in [`crate::access`]),
+//! (those of `AccessService` are in [`crate::access`], `AppService`'s in [`crate::apps`],
+//! `MoveService`'s in [`crate::moves`]),
 //! each sent through the retry loop of [`crate::retry`].
 
 use std::collections::HashSet;
@@ -12,6 +13,7 @@ use orgplane_proto::v1::access_service_client::AccessServiceClient;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
 use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
+use orgplane_proto::v1::move_service_client::MoveServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use tonic::{Request, Response, Status};
 
@@ -42,6 +44,7 @@ pub struct Client {
     admin: AdminServiceClient<Transport>,
     pub(crate) access: AccessServiceClient<Transport>,
     pub(crate) apps: AppServiceClient<Transport>,
+    pub(crate) moves: MoveServiceClient<Transport>,
     pub(crate) options: Arc<ClientOptions>,
     pub(crate) endpoint: Arc<str>,
 }
@@ -73,10 +76,22 @@ impl Client {
         let apps = AppServiceClient::with_interceptor(channel.clone(), credentials.clone())
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
+        let moves = MoveServiceClient::with_interceptor(channel.clone(), credentials.clone())
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes);
         let cluster = ClusterServiceClient::with_interceptor(channel, credentials)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
-        Ok(Client { org, cluster, admin, access, apps, options: Arc::new(options), endpoint: endpoint.trim().into() })
+        Ok(Client {
+            org,
+            cluster,
+            admin,
+            access,
+            apps,
+            moves,
+            options: Arc::new(options),
+            endpoint: endpoint.trim().into(),
+        })
     }
 
     /// The endpoint as given.

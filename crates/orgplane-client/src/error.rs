@@ -2,7 +2,15 @@
 //! (bad endpoint, token, request id or options), or the call ended with a gRPC status (the
 //! server's answer, or one the client made for a transport failure or its own timeout).
 
+use std::borrow::Cow;
+
+use orgplane_proto::conv::{MOVED_TO_HEADER, MOVING_TO_HEADER, ORG_EPOCH_HEADER};
 use tonic::{Code, Status};
+
+/// The words of a node's UNAVAILABLE for an org between the freeze and the switch of a move:
+/// "org ID is moving to region REGION; retry shortly". A node also names the region in
+/// `x-orgplane-moving-to`, but a router passes on only the message.
+const MOVING_TO_REGION: &str = " is moving to region ";
 
 /// Why a client call, or building a client, failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +43,18 @@ pub enum ClientError {
     /// token that does not advance).
     #[error("{rpc}: malformed answer: {reason}")]
     MalformedResponse { rpc: &'static str, reason: String },
+    /// A [`crate::Client::move_org`] failed in a way that may have reached the router (so the
+    /// move may have started), and asking for the org's move status failed too: whether the
+    /// move started is unknown. Check before starting it again.
+    #[error("move_org: the move of org {org_id} to region {to_region} may have started: the call failed ({failure}) and so did checking its status ({check})")]
+    MoveOutcomeUnknown {
+        org_id: String,
+        to_region: String,
+        /// How `MoveOrg` failed.
+        failure: Box<ClientError>,
+        /// How the `GetMoveStatus` that was to settle it failed.
+        check: Box<ClientError>,
+    },
     /// Reading what a call sends (an app archive) or writing what it receives failed locally.
     #[error("{rpc}: {context}: {source}")]
     Io {
@@ -60,6 +80,7 @@ impl ClientError {
             | ClientError::InvalidOptions { .. } => Code::InvalidArgument,
             ClientError::Status { status, .. } => status.code(),
             ClientError::MalformedResponse { .. } => Code::Internal,
+            ClientError::MoveOutcomeUnknown { failure, .. } => failure.code(),
             ClientError::Io { .. } => Code::Unknown,
         }
     }
@@ -84,6 +105,29 @@ impl ClientError {
             ClientError::Status { status, .. } => Some(status),
             _ => None,
         }
+    }
+
+    /// Where a moved org lives now: the region (and the org's epoch there) that a region the
+    /// org left names in its FAILED_PRECONDITION (metadata `x-orgplane-moved-to` and
+    /// `x-orgplane-org-epoch`). A router follows this by itself; a client of one region's
+    /// nodes sends the request to that region instead.
+    pub fn moved_to(&self) -> Option<(&str, Option<u64>)> {
+        let status = self.grpc_status().filter(|s| s.code() == Code::FailedPrecondition)?;
+        let region = status.metadata().get(MOVED_TO_HEADER)?.to_str().ok()?;
+        let epoch = status.metadata().get(ORG_EPOCH_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        Some((region, epoch))
+    }
+
+    /// The region an org is moving to, when the call was refused because the org is between
+    /// the freeze and the switch of a move (UNAVAILABLE: writes pause during a move).
+    pub fn moving_to(&self) -> Option<&str> {
+        let status = self.grpc_status().filter(|s| s.code() == Code::Unavailable)?;
+        if let Some(region) = status.metadata().get(MOVING_TO_HEADER).and_then(|v| v.to_str().ok()) {
+            return Some(region);
+        }
+        let (_, rest) = status.message().split_once(MOVING_TO_REGION)?;
+        let region = rest.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
+        (!region.is_empty()).then_some(region)
     }
 
     /// True when the error arose in the client before any call was made: the input or the
@@ -111,7 +155,23 @@ impl ClientError {
     }
 
     /// A short hint for a human: what the failure usually means and what to do next.
-    pub fn hint(&self) -> &'static str {
+    pub fn hint(&self) -> Cow<'static, str> {
+        if let Some((region, _)) = self.moved_to() {
+            return format!(
+                "the org moved to region {region}; a router follows this by itself, a client of one region's nodes should send the request to region {region}"
+            )
+            .into();
+        }
+        if let Some(region) = self.moving_to() {
+            return format!(
+                "the org is moving to region {region} and writes to it pause until the switch (seconds at most); retry shortly"
+            )
+            .into();
+        }
+        Cow::Borrowed(self.static_hint())
+    }
+
+    fn static_hint(&self) -> &'static str {
         match self {
             ClientError::InvalidEndpoint { .. } => {
                 "give the endpoint as HOST:PORT, http://HOST:PORT or https://HOST:PORT"
@@ -127,6 +187,9 @@ impl ClientError {
             ClientError::Status { status, .. } => hint_for_code(status.code()),
             ClientError::MalformedResponse { .. } => {
                 "the server broke the API contract; check that client and server versions match"
+            }
+            ClientError::MoveOutcomeUnknown { .. } => {
+                "see whether the move started (orgctl org move-status ORG) before starting it again"
             }
             ClientError::Io { .. } => "check the local file: its path, permissions and free space",
         }
@@ -221,5 +284,41 @@ mod tests {
         let local = ClientError::InvalidToken { reason: "x".into() };
         assert!(local.is_local());
         assert_eq!(local.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_moving_org_says_where_to_and_to_retry_shortly() {
+        let status = Status::unavailable("org eu-01abc is moving to region us; retry shortly");
+        let err = ClientError::status("update_org", 4, status, false);
+        assert_eq!(err.moving_to(), Some("us"));
+        assert!(err.is_retryable());
+        assert_eq!(
+            err.hint(),
+            "the org is moving to region us and writes to it pause until the switch (seconds at most); retry shortly"
+        );
+        let mut direct = Status::unavailable("org eu-01abc is frozen");
+        direct.metadata_mut().insert(MOVING_TO_HEADER, "apac".parse().unwrap());
+        assert_eq!(ClientError::status("update_org", 1, direct, false).moving_to(), Some("apac"));
+        let down = ClientError::status("update_org", 4, Status::unavailable("region eu has no leader"), false);
+        assert_eq!(down.moving_to(), None);
+        assert_eq!(down.hint(), hint_for_code(Code::Unavailable));
+    }
+
+    #[test]
+    fn a_moved_org_names_its_new_region_and_epoch() {
+        let mut status =
+            Status::failed_precondition("org eu-01abc moved to region apac (epoch 3); send requests there");
+        status.metadata_mut().insert(MOVED_TO_HEADER, "apac".parse().unwrap());
+        status.metadata_mut().insert(ORG_EPOCH_HEADER, "3".parse().unwrap());
+        let err = ClientError::status("get_org", 1, status, false);
+        assert_eq!(err.moved_to(), Some(("apac", Some(3))));
+        assert!(
+            err.hint().starts_with("the org moved to region apac; a router follows this by itself"),
+            "{}",
+            err.hint()
+        );
+        let other = ClientError::status("publish_app", 1, Status::failed_precondition("slot line is unbound"), false);
+        assert_eq!(other.moved_to(), None);
+        assert_eq!(other.hint(), hint_for_code(Code::FailedPrecondition));
     }
 }

@@ -25,9 +25,11 @@
 //!   (roles, invitations, integrations, phone numbers, the audit log);
 //! - [`apps`] adds those of `AppService` (apps, slots, publishing, export to a writer and
 //!   import from a reader);
+//! - [`moves`] adds those of `MoveService` that a router serves (moving an org to another
+//!   region, its status, abort, and the residency report);
 //! - [`backup`] holds [`BackupStream`], a region's backup as it arrives, checked as it goes;
-//! - [`types`] holds [`RequestId`], [`Consistency`], [`PageRequest`], [`Page`], [`OrgRead`] and
-//!   [`UserOrgs`];
+//! - [`types`] holds [`RequestId`], [`Consistency`], [`PageRequest`], [`Page`], [`OrgRead`],
+//!   [`UserOrgs`] and [`MoveStatus`];
 //! - [`options`] holds [`ClientOptions`];
 //! - [`retry`] says which failures are retried, and holds the backoff and the attempt loop;
 //! - [`transport`] parses endpoints, builds the channel, and adds the bearer token;
@@ -41,6 +43,7 @@ pub mod apps;
 pub mod backup;
 pub mod client;
 pub mod error;
+pub mod moves;
 pub mod options;
 pub mod retry;
 pub mod transport;
@@ -55,7 +58,7 @@ pub use client::Client;
 pub use error::{code_name, hint_for_code, ClientError};
 pub use options::{ClientOptions, TlsOptions, DEFAULT_MAX_MESSAGE_BYTES};
 pub use transport::{endpoint_uri, Credentials, Transport};
-pub use types::{Consistency, OrgRead, OrgRef, Page, PageRequest, RequestId, UserOrgs};
+pub use types::{Consistency, MoveStatus, OrgRead, OrgRef, Page, PageRequest, RequestId, UserOrgs};
 
 /// The wire messages the client returns, re-exported so callers need not depend on the proto
 /// crate themselves.

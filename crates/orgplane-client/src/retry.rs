@@ -113,7 +113,7 @@ pub(crate) fn backoff_delay(retry: u32, base: Duration, max: Duration, jitter: f
 
 /// A uniformly random number in `[0, 1)`, from the 48 top bits of a UUIDv4 (all random), so the
 /// client needs no random number crate besides the one `uuid` already uses.
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     (uuid::Uuid::new_v4().as_u128() >> 80) as f64 / (1u64 << 48) as f64
 }
 

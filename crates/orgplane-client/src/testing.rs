@@ -1,6 +1,6 @@
-//! An in-memory fake of orgplane's public API (`OrgService` and `ClusterService`) on
-//! `127.0.0.1:0`, for the tests of this crate and of crates built on it. Feature
-//! `test-support`.
+//! An in-memory fake of orgplane's public API (`OrgService`, `ClusterService`, and the calls of
+//! `MoveService` a router serves, in [`moves`]) on `127.0.0.1:0`, for the tests of this crate
+//! and of crates built on it. Feature `test-support`.
 //!
 //! It is a fake, not a model of the real server: one process, no Raft, no regions of its own.
 //! It keeps what a client can observe: validation with the real server's codes, versions and
@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use orgplane_model::{DomainError, OrgId, Region, Role};
 use orgplane_proto::v1;
 use orgplane_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServer};
+use orgplane_proto::v1::move_service_server::MoveServiceServer;
 use orgplane_proto::v1::org_service_server::{OrgService, OrgServiceServer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -25,6 +26,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 
 use crate::error::code_name;
+
+mod moves;
+
+pub use moves::MoveScript;
 
 /// A failure to inject into one coming call. Faults are used up in order, one per call, by
 /// whichever RPC arrives next.
@@ -69,6 +74,7 @@ impl FakeServer {
         let service = FakeService { state: state.clone() };
         let server = tonic::transport::Server::builder()
             .add_service(OrgServiceServer::new(service.clone()))
+            .add_service(MoveServiceServer::new(service.clone()))
             .add_service(ClusterServiceServer::new(service));
         let task = tokio::spawn(async move {
             if let Err(err) = server.serve_with_incoming(TcpIncoming::from(listener)).await {
@@ -86,7 +92,14 @@ impl FakeServer {
     /// Makes the next `times` calls fail with `fault`, after the faults already queued.
     pub fn inject(&self, fault: Fault, times: usize) {
         let mut state = self.lock();
-        state.faults.extend(std::iter::repeat_n(fault, times));
+        state.faults.extend(std::iter::repeat_n((None, fault), times));
+    }
+
+    /// Makes the next `times` calls of `rpc` (a method name, for example `MoveOrg`) fail with
+    /// `fault`; other calls pass these faults by.
+    pub fn inject_into(&self, rpc: &'static str, fault: Fault, times: usize) {
+        let mut state = self.lock();
+        state.faults.extend(std::iter::repeat_n((Some(rpc), fault), times));
     }
 
     /// Every call received so far, in arrival order.
@@ -102,6 +115,16 @@ impl FakeServer {
     /// Every org the fake holds, in id order.
     pub fn orgs(&self) -> Vec<v1::Org> {
         self.lock().orgs.values().cloned().collect()
+    }
+
+    /// How the moves started from now on go (see [`MoveScript`]).
+    pub fn script_moves(&self, script: MoveScript) {
+        self.lock().move_script = script;
+    }
+
+    /// Every move the fake recorded, the latest of each org, in org id order.
+    pub fn moves(&self) -> Vec<v1::OrgMove> {
+        self.lock().moves.values().map(|m| m.record.clone()).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, FakeState> {
@@ -137,9 +160,15 @@ struct FakeState {
     applied: HashMap<String, (&'static str, Outcome)>,
     /// Counts applied writes; reported as the read's applied index.
     applied_index: u64,
-    faults: VecDeque<Fault>,
+    /// Faults to use up in order; one named for an RPC waits for a call of that RPC.
+    faults: VecDeque<(Option<&'static str>, Fault)>,
     calls: Vec<ReceivedCall>,
     region_results: BTreeMap<Region, (v1::RegionState, String)>,
+    /// The latest move of each org, by org id.
+    moves: BTreeMap<String, moves::FakeMove>,
+    /// Counts moves started, for their ids.
+    moves_started: u64,
+    move_script: MoveScript,
 }
 
 #[derive(Debug, Clone)]
@@ -169,7 +198,8 @@ impl FakeService {
                 authorization: text("authorization"),
                 grpc_timeout: text("grpc-timeout"),
             });
-            state.faults.pop_front()
+            let next = state.faults.iter().position(|(only, _)| only.is_none_or(|only| only == rpc));
+            next.and_then(|i| state.faults.remove(i)).map(|(_, fault)| fault)
         };
         match fault {
             None => Ok(Exit::Answer),
@@ -234,6 +264,8 @@ fn domain(err: DomainError) -> Status {
         DomainError::VersionMismatch { .. } => Code::Aborted,
         DomainError::FailedPrecondition { .. } => Code::FailedPrecondition,
         DomainError::PermissionDenied { .. } => Code::PermissionDenied,
+        DomainError::OrgMoving { .. } => Code::Unavailable,
+        DomainError::OrgMoved { .. } => Code::FailedPrecondition,
     };
     Status::new(code, err.to_string())
 }

@@ -1,5 +1,5 @@
 //! The small types of the client's method signatures: request ids, read consistency, paging,
-//! and the thin wrappers around list answers. Records themselves stay the generated wire
+//! and the thin wrappers around list answers and move statuses. Records themselves stay the generated wire
 //! messages ([`v1::Org`], [`v1::Member`], ...): the client adds no second model of them.
 
 use std::fmt;
@@ -115,6 +115,19 @@ pub struct Page<T> {
 pub struct OrgRead {
     pub org: v1::Org,
     pub read: Option<v1::ReadInfo>,
+}
+
+/// An org's latest move and where the org is served now: the answer of
+/// [`crate::Client::move_status`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoveStatus {
+    /// The latest move, as its target region records it (in progress or ended). Named
+    /// `org_move` because `move` is a Rust keyword.
+    pub org_move: v1::OrgMove,
+    /// The region that serves the org now.
+    pub home_region: String,
+    /// The org's ownership epoch there, bumped by every move.
+    pub epoch: u64,
 }
 
 /// The orgs of a user, gathered from every region, and which regions answered. A region that

@@ -7,6 +7,7 @@ pub mod app;
 pub mod backup;
 pub mod cluster;
 pub mod member;
+pub mod moves;
 pub mod org;
 pub mod user;
 
@@ -46,10 +47,15 @@ fn tls_options(global: &GlobalArgs) -> Result<Option<TlsOptions>, ClientError> {
     Ok((ca_pem.is_some() || identity_pem.is_some()).then_some(TlsOptions { ca_pem, identity_pem }))
 }
 
-/// Runs `command` and returns its answer, ready to print.
-pub async fn run(client: &Client, command: Command) -> Result<Box<dyn Render>, CommandError> {
+/// Runs `command` and returns its answer, ready to print. `timeout` is the global `--timeout`,
+/// which for `org move` also bounds the wait for the move to end.
+pub async fn run(
+    client: &Client,
+    command: Command,
+    timeout: Option<std::time::Duration>,
+) -> Result<Box<dyn Render>, CommandError> {
     Ok(match command {
-        Command::Org(command) => org::run(client, command).await?,
+        Command::Org(command) => org::run(client, command, timeout).await?,
         Command::Member(command) => member::run(client, command).await?,
         Command::User(command) => user::run(client, command).await?,
         Command::Cluster(command) => cluster::run(client, command).await?,

@@ -1,10 +1,14 @@
-//! `orgctl org ...`: create, get, list, update, delete.
+//! `orgctl org ...`: create, get, list, update, delete; move to another region, the move's
+//! status, abort, and where the org's data lives (those four in [`crate::cmd::moves`]).
+
+use std::time::Duration;
 
 use clap::Subcommand;
-use orgplane_client::{Client, ClientError, Consistency, PageRequest, RequestId};
+use orgplane_client::{Client, Consistency, PageRequest, RequestId};
 use orgplane_model::Region;
 
-use crate::cmd::PAGE_SIZE_RANGE;
+use crate::cmd::{moves, PAGE_SIZE_RANGE};
+use crate::error::CommandError;
 use crate::output::{DeletedOrg, OrgList, OrgRecord, Render};
 
 #[derive(Debug, PartialEq, Subcommand)]
@@ -71,9 +75,55 @@ pub enum OrgCommand {
         #[arg(long)]
         request_id: Option<RequestId>,
     },
+    /// Move an org to another region, online (platform admins); waits and reports.
+    ///
+    /// The org keeps its id, members, roles, resources, apps and audit log; writes to it pause
+    /// for seconds at most, at the switch; afterwards the old region keeps only a forwarding
+    /// record.
+    ///
+    /// Waits for the move to end (at most --timeout, default 300 s), showing its phases on
+    /// stderr (reserved, copying, frozen, switched, cleaning_up, done), then prints the report:
+    /// move id, regions, epochs, records and bytes copied, write pause, duration. Fails if the
+    /// move is aborted or the wait runs out. The router drives the move: interrupting orgctl
+    /// does not stop it.
+    Move {
+        /// The org id, for example eu-01jdq3n8x2k7m4p9r5t6v8w0yz.
+        org: String,
+        /// The region to move it to: us, eu or apac.
+        #[arg(long = "to", value_name = "REGION")]
+        to: Region,
+        /// Only check that the move could start; nothing changes.
+        #[arg(long, conflicts_with = "no_wait")]
+        dry_run: bool,
+        /// Print the move as started and return at once; follow it with `org move-status`.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// The org's latest move (in progress or ended), and the region and epoch it lives at.
+    MoveStatus { org: String },
+    /// Roll back the org's move in progress (refused once it has switched: it then only
+    /// completes).
+    MoveAbort {
+        org: String,
+        /// Why, recorded with the move.
+        #[arg(long, default_value = "aborted by an operator with orgctl")]
+        reason: String,
+    },
+    /// Where the org's data lives, as every node of every region reports it.
+    ///
+    /// Per node: the org's state records, a forwarding record (region@epoch), a move record,
+    /// log entries, whether its snapshot holds the org, files naming it (path:count), backups
+    /// kept, or why the node did not answer.
+    Residency { org: String },
 }
 
-pub async fn run(client: &Client, command: OrgCommand) -> Result<Box<dyn Render>, ClientError> {
+/// Runs an `org` command. `wait` is the global `--timeout`: for `org move`, how long to wait
+/// for the move to end.
+pub async fn run(
+    client: &Client,
+    command: OrgCommand,
+    wait: Option<Duration>,
+) -> Result<Box<dyn Render>, CommandError> {
     let request_id = |given: Option<RequestId>| given.unwrap_or_else(RequestId::generate);
     Ok(match command {
         OrgCommand::Create { region, name, request_id: given } => {
@@ -113,5 +163,11 @@ pub async fn run(client: &Client, command: OrgCommand) -> Result<Box<dyn Render>
             let removed_members = client.delete_org_with_request_id(&id, expected_version, &request_id(given)).await?;
             Box::new(DeletedOrg { org_id: id, removed_members })
         }
+        OrgCommand::Move { org, to, dry_run, no_wait } => {
+            moves::start_move(client, &org, to, dry_run, no_wait, wait).await?
+        }
+        OrgCommand::MoveStatus { org } => moves::status(client, &org).await?,
+        OrgCommand::MoveAbort { org, reason } => moves::abort(client, &org, &reason).await?,
+        OrgCommand::Residency { org } => moves::residency(client, &org).await?,
     })
 }

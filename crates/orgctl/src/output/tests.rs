@@ -204,3 +204,159 @@ fn json_output_is_one_document_and_warnings_go_to_stderr() {
     assert_eq!(document["user_id"], "bob");
     assert_eq!(String::from_utf8(stderr).unwrap(), "warning: the list is partial: no answer from region eu (error)\n");
 }
+
+fn org_move(phase: &str) -> v1::OrgMove {
+    v1::OrgMove {
+        move_id: "mv-7".into(),
+        org_id: "eu-1".into(),
+        source_region: "eu".into(),
+        target_region: "us".into(),
+        phase: phase.into(),
+        from_epoch: 1,
+        to_epoch: 2,
+        bytes_copied: 6840,
+        records: 57,
+        write_pause_ms: Some(840),
+        start_time_ms: 1_714_564_800_000,
+        update_time_ms: 1_714_564_803_250,
+        reason: String::new(),
+        side: "incoming".into(),
+    }
+}
+
+#[test]
+fn a_finished_move_prints_its_report() {
+    let report = MoveReport { org_move: org_move("done"), dry_run: false, started_only: false };
+    assert_eq!(
+        report.table(),
+        "move          mv-7\n\
+         org           eu-1\n\
+         regions       eu → us\n\
+         phase         done\n\
+         epoch         1 → 2\n\
+         records       57\n\
+         bytes copied  6840 B (6.7 KiB)\n\
+         write pause   840 ms\n\
+         duration      3.2 s\n\
+         started       2024-05-01T12:00:00Z\n\
+         updated       2024-05-01T12:00:03Z\n"
+    );
+    assert_eq!(
+        report.json(),
+        json!({ "move": {
+            "move_id": "mv-7", "org_id": "eu-1", "source_region": "eu", "target_region": "us",
+            "phase": "done", "from_epoch": 1, "to_epoch": 2, "bytes_copied": 6840, "records": 57,
+            "write_pause_ms": 840, "start_time_ms": 1_714_564_800_000u64,
+            "update_time_ms": 1_714_564_803_250u64, "reason": "", "side": "incoming",
+        }})
+    );
+}
+
+#[test]
+fn a_started_aborted_or_dry_run_move_says_so() {
+    let mut started = org_move("reserved");
+    started.write_pause_ms = None;
+    let table = MoveReport { org_move: started.clone(), dry_run: false, started_only: true }.table();
+    assert!(table.contains("write pause   -\n"), "{table}");
+    assert!(table.ends_with("follow it with: orgctl org move-status eu-1\n"), "{table}");
+
+    let mut aborted = org_move("aborted");
+    aborted.reason = "target region full".into();
+    let table = MoveReport { org_move: aborted, dry_run: false, started_only: false }.table();
+    assert!(table.ends_with("reason        target region full\n"), "{table}");
+
+    started.move_id.clear();
+    let dry = MoveReport { org_move: started, dry_run: true, started_only: false };
+    assert_eq!(dry.table(), "dry run: org eu-1 can move from eu to us (epoch 1 → 2); nothing changed\n");
+    assert_eq!(dry.json()["dry_run"], true);
+    assert_eq!(dry.json()["move"]["move_id"], "");
+    assert_eq!(dry.json()["move"]["write_pause_ms"], Value::Null);
+}
+
+#[test]
+fn a_move_status_says_where_the_org_lives() {
+    let status = MoveStatusView {
+        org_id: "eu-1".into(),
+        home_region: "us".into(),
+        epoch: 2,
+        org_move: Some(org_move("cleaning_up")),
+    };
+    let table = status.table();
+    assert!(table.starts_with("org           eu-1\nlives in      us, epoch 2\nmove          mv-7\n"), "{table}");
+    assert_eq!(table.matches("eu-1").count(), 1, "the org is named once: {table}");
+    assert_eq!(status.json()["home_region"], "us");
+    assert_eq!(status.json()["move"]["phase"], "cleaning_up");
+
+    let never = MoveStatusView { org_id: "eu-1".into(), home_region: "eu".into(), epoch: 1, org_move: None };
+    assert_eq!(never.table(), "org eu-1 never moved; it lives in eu, epoch 1\n");
+    assert_eq!(never.json()["move"], Value::Null);
+}
+
+fn check_size(bytes: u64, expected: &str) {
+    assert_eq!(moves::format_bytes(bytes), expected, "{bytes}");
+}
+
+fn check_duration(start_ms: u64, end_ms: u64, expected: &str) {
+    assert_eq!(moves::format_duration_ms(start_ms, end_ms), expected, "{start_ms}..{end_ms}");
+}
+
+#[test]
+fn sizes_and_durations_read_easily() {
+    check_size(0, "0 B");
+    check_size(1023, "1023 B");
+    check_size(1024, "1024 B (1.0 KiB)");
+    check_size(5 * 1024 * 1024 + 512 * 1024, "5767168 B (5.5 MiB)");
+    check_size(u64::MAX, "18446744073709551615 B (16777216.0 TiB)");
+    check_duration(1_000, 1_850, "850 ms");
+    check_duration(1_000, 4_250, "3.2 s");
+    check_duration(0, 4_250, "-");
+    check_duration(5_000, 4_000, "-");
+}
+
+#[test]
+fn residency_shows_every_node_and_warns_of_silent_ones() {
+    let node = |region: &str, id: u64| v1::NodeResidency { region: region.into(), node_id: id, ..Default::default() };
+    let report = ResidencyReport(v1::GetResidencyResponse {
+        org_id: "eu-1".into(),
+        home_region: "us".into(),
+        epoch: 2,
+        nodes: vec![
+            v1::NodeResidency {
+                forwarding: true,
+                forwarding_region: "us".into(),
+                forwarding_epoch: 2,
+                move_record: true,
+                ..node("eu", 1)
+            },
+            v1::NodeResidency { error: "connection refused".into(), ..node("eu", 2) },
+            v1::NodeResidency {
+                state_records: 57,
+                move_record: true,
+                log_entries: 40,
+                in_snapshot: true,
+                files: vec![
+                    v1::FileHoldings { path: "db/blobs/3".into(), occurrences: 12 },
+                    v1::FileHoldings { path: "snap/1".into(), occurrences: 2 },
+                ],
+                ..node("us", 1)
+            },
+        ],
+    });
+    assert_eq!(
+        report.table(),
+        "org eu-1 lives in us, epoch 2\n\
+         \n\
+         REGION  NODE  STATE RECORDS  FORWARDING  MOVE RECORD  LOG ENTRIES  IN SNAPSHOT  FILES (PATH:COUNT)       BACKUPS  ERROR\n\
+         eu      1     0              us@2        yes          0            no           -                        0\n\
+         eu      2     ?              ?           ?            ?            ?            ?                        ?        connection refused\n\
+         us      1     57             -           yes          40           yes          db/blobs/3:12, snap/1:2  0\n"
+    );
+    assert_eq!(
+        report.warnings(),
+        ["node 2 of region eu did not answer (connection refused): what it holds is unknown"]
+    );
+    let json = report.json();
+    assert_eq!(json["nodes"][0]["forwarding_region"], "us");
+    assert_eq!(json["nodes"][2]["files"][1], json!({ "path": "snap/1", "occurrences": 2 }));
+    assert_eq!(json["nodes"][1]["error"], "connection refused");
+}

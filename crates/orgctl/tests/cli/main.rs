@@ -4,8 +4,9 @@
 
 use std::process::Output;
 
-use orgplane_client::testing::{FakeServer, Fault};
+use orgplane_client::testing::{FakeServer, Fault, MoveScript};
 use orgplane_client::v1;
+use orgplane_model::relocation::MovePhase;
 use orgplane_model::Region;
 use serde_json::Value;
 use tonic::Code;
@@ -208,4 +209,107 @@ async fn an_unreachable_endpoint_is_unavailable() {
         .await
         .unwrap();
     assert_failed(&output, 1, "UNAVAILABLE", "the endpoint could not be reached");
+}
+
+/// Creates an org in eu with one member through the fake; returns its id.
+async fn eu_org_with_a_member(server: &FakeServer) -> String {
+    let created = json(server, &["org", "create", "--region", "eu", "--name", "Acme"]).await;
+    let id = created["org"]["id"].as_str().expect("an id").to_string();
+    json(server, &["member", "add", &id, "alice", "--role", "admin"]).await;
+    id
+}
+
+#[tokio::test]
+async fn a_move_is_followed_to_done_with_one_line_per_phase_and_one_json_document() {
+    let server = FakeServer::start().await.unwrap();
+    let id = eu_org_with_a_member(&server).await;
+
+    let output = orgctl(&server, &["org", "move", &id, "--to", "us", "--output", "json"]).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
+    let moved = &report["move"];
+    assert_eq!((moved["phase"].as_str(), moved["to_epoch"].as_u64()), (Some("done"), Some(2)), "{report}");
+    assert_eq!((moved["source_region"].as_str(), moved["target_region"].as_str()), (Some("eu"), Some("us")));
+    assert_eq!(moved["records"], 2, "{report}");
+    // stderr is not a terminal here: one line per phase, in order.
+    let phases: Vec<String> = ["reserved", "copying", "frozen", "switched", "cleaning_up", "done"]
+        .iter()
+        .map(|phase| format!("move move-1 of org {id} (eu → us): {phase}"))
+        .collect();
+    assert_eq!(text(&output.stderr).lines().collect::<Vec<_>>(), phases);
+
+    let read = json(&server, &["org", "get", &id]).await;
+    assert_eq!((read["org"]["region"].as_str(), read["org"]["epoch"].as_u64()), (Some("us"), Some(2)));
+    let status = json(&server, &["org", "move-status", &id]).await;
+    assert_eq!((status["home_region"].as_str(), status["epoch"].as_u64()), (Some("us"), Some(2)));
+    assert_eq!(status["move"]["move_id"], "move-1");
+    let residency = json(&server, &["org", "residency", &id]).await;
+    let eu = residency["nodes"].as_array().unwrap().iter().find(|n| n["region"] == "eu").expect("an eu node").clone();
+    assert_eq!((eu["state_records"].as_u64(), eu["forwarding_region"].as_str()), (Some(0), Some("us")), "{eu}");
+
+    let table = text(&orgctl(&server, &["org", "residency", &id]).await.stdout);
+    assert!(table.starts_with(&format!("org {id} lives in us, epoch 2\n\nREGION  NODE")), "{table}");
+    let table = text(&orgctl(&server, &["org", "move-status", &id]).await.stdout);
+    assert!(table.contains("lives in      us, epoch 2\n"), "{table}");
+    assert!(table.contains("regions       eu → us\n"), "{table}");
+}
+
+#[tokio::test]
+async fn an_aborted_move_fails_with_its_reason() {
+    let server = FakeServer::start().await.unwrap();
+    let id = eu_org_with_a_member(&server).await;
+    server.script_moves(MoveScript::AbortAfter { after: MovePhase::Copying, reason: "target region full".into() });
+    let output = orgctl(&server, &["org", "move", &id, "--to", "us", "--output", "json"]).await;
+    assert_failed(&output, 1, "ABORTED", "the org is served by its old region as before");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("was aborted: target region full; the org stays in eu"), "{stderr}");
+    assert!(stderr.contains(": copying\n"), "the phases were shown before: {stderr}");
+}
+
+#[tokio::test]
+async fn a_wait_that_runs_out_fails_and_says_how_to_follow_the_move() {
+    let server = FakeServer::start().await.unwrap();
+    let id = eu_org_with_a_member(&server).await;
+    server.script_moves(MoveScript::Stall);
+    let started = std::time::Instant::now();
+    let output = orgctl(&server, &["org", "move", &id, "--to", "us", "--timeout", "1"]).await;
+    assert_failed(&output, 1, "DEADLINE_EXCEEDED", "the router drives the move without orgctl");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("is still reserved after 1 s"), "{stderr}");
+    assert!(stderr.contains(&format!("orgctl org move-status {id}")), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "bounded by --timeout: {:?}", started.elapsed());
+    let polls = server.calls().iter().filter(|c| c.rpc == "GetMoveStatus").count();
+    assert!(polls >= 3, "it polled while it waited: {polls}");
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing_and_no_wait_returns_at_once() {
+    let server = FakeServer::start().await.unwrap();
+    let id = eu_org_with_a_member(&server).await;
+    let dry = orgctl(&server, &["org", "move", &id, "--to", "apac", "--dry-run"]).await;
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert_eq!(
+        text(&dry.stdout),
+        format!("dry run: org {id} can move from eu to apac (epoch 1 → 2); nothing changed\n")
+    );
+    assert!(server.moves().is_empty());
+    let never = json(&server, &["org", "move-status", &id]).await;
+    assert_eq!((never["move"].clone(), never["home_region"].as_str()), (Value::Null, Some("eu")), "{never}");
+
+    let calls_before = server.calls().len();
+    let started = json(&server, &["org", "move", &id, "--to", "apac", "--no-wait"]).await;
+    assert_eq!(started["move"]["phase"], "reserved");
+    let rpcs: Vec<_> = server.calls()[calls_before..].iter().map(|c| c.rpc).collect();
+    assert_eq!(rpcs, ["GetMoveStatus", "MoveOrg"], "no polling");
+
+    let again = orgctl(&server, &["org", "move", &id, "--to", "us"]).await;
+    assert_failed(&again, 1, "FAILED_PRECONDITION", "the current state does not allow this");
+    let aborted = json(&server, &["org", "move-abort", &id, "--reason", "wrong region"]).await;
+    assert_eq!(
+        (aborted["move"]["phase"].as_str(), aborted["move"]["reason"].as_str()),
+        (Some("aborted"), Some("wrong region"))
+    );
+
+    let missing = orgctl(&server, &["org", "move-status", "eu-00000000000000000000000000"]).await;
+    assert_failed(&missing, 1, "NOT_FOUND", "check the id");
 }

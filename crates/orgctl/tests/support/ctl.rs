@@ -37,12 +37,17 @@ pub async fn start_dev(data_dir: &Path) -> (DevDeployment, Ctl) {
 
 impl Ctl {
     /// Runs `orgctl` as `user` (a platform admin if `ops`; with a verified `email` if given),
-    /// JSON output.
+    /// JSON output, `--timeout 20`.
     pub fn run(&self, user: &str, email: Option<&str>, args: &[&str]) -> Output {
+        self.run_with_timeout(user, email, "20", args)
+    }
+
+    /// [`Ctl::run`] with another `--timeout` (seconds): `org move` waits that long for the move.
+    pub fn run_with_timeout(&self, user: &str, email: Option<&str>, timeout: &str, args: &[&str]) -> Output {
         let token = self.key.token(user, user == "ops", email, Duration::from_secs(3600)).unwrap();
         Command::new(ORGCTL)
             .env("ORGPLANE_TOKEN", token)
-            .args(["--endpoint", &self.endpoint, "--output", "json", "--timeout", "20"])
+            .args(["--endpoint", &self.endpoint, "--output", "json", "--timeout", timeout])
             .args(args)
             .output()
             .expect("orgctl runs")

@@ -1,7 +1,9 @@
 //! The client against the in-memory fake server of `orgplane_client::testing`: the typed calls
-//! (`calls`) and the retry policy (`retry`). One integration-test binary for the crate.
+//! (`calls`), the retry policy (`retry`), and moving orgs (`moves`: a MoveOrg is never sent
+//! twice blindly). One integration-test binary for the crate.
 
 mod calls;
+mod moves;
 mod retry;
 
 use std::time::Duration;
