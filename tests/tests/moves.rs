@@ -152,7 +152,9 @@ async fn serving_regions(world: &World, org: &str) -> Vec<Region> {
     let mut serving = Vec::new();
     for region in [&world.eu, &world.us] {
         let leader = region.leader().await;
-        let answer = orgs_at(&region.peers[&leader]).get_org(v1::GetOrgRequest { org_id: org.into(), ..Default::default() }).await;
+        let answer = orgs_at(&region.peers[&leader])
+            .get_org(v1::GetOrgRequest { org_id: org.into(), ..Default::default() })
+            .await;
         if answer.is_ok() {
             serving.push(region.region);
         }
@@ -229,8 +231,14 @@ async fn an_org_moves_under_load_keeps_every_write_and_its_old_region_forgets_it
     let moved = read.org;
     assert_eq!((moved.region.as_str(), moved.epoch, moved.name.as_str()), ("us", 2, name));
     assert_eq!(read.read.as_ref().map(|r| r.region.as_str()), Some("us"), "answered by the new region");
-    let members: BTreeSet<String> =
-        ops.list_all_members(org.as_str(), Consistency::Linearizable).await.unwrap().items.into_iter().map(|m| m.user_id).collect();
+    let members: BTreeSet<String> = ops
+        .list_all_members(org.as_str(), Consistency::Linearizable)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
     for user in acknowledged.lock().unwrap().iter() {
         assert!(members.contains(user), "acknowledged member {user} lost in the move");
     }
@@ -365,7 +373,8 @@ async fn drive_until(world: &World, org: &str, dies_after: DiesAfter) -> String 
     }
     step(&world.eu, org, MoveStep::BeginOut { move_id: id(), target: Region::Us }).await;
     let note = MoveNote { from_epoch: Some(1), write_pause_ms: None };
-    step(&world.us, org, MoveStep::Advance { move_id: id(), from: MovePhase::Reserved, to: MovePhase::Copying, note }).await;
+    step(&world.us, org, MoveStep::Advance { move_id: id(), from: MovePhase::Reserved, to: MovePhase::Copying, note })
+        .await;
     check("begin").await;
     if dies_after == DiesAfter::Begin {
         return move_id;
@@ -378,7 +387,8 @@ async fn drive_until(world: &World, org: &str, dies_after: DiesAfter) -> String 
     }
     step(&world.eu, org, MoveStep::Freeze { move_id: id() }).await;
     let note = MoveNote::default();
-    step(&world.us, org, MoveStep::Advance { move_id: id(), from: MovePhase::Copying, to: MovePhase::Frozen, note }).await;
+    step(&world.us, org, MoveStep::Advance { move_id: id(), from: MovePhase::Copying, to: MovePhase::Frozen, note })
+        .await;
     assert!(serving_regions(world, org).await.is_empty(), "frozen: writes pause everywhere");
     if dies_after == DiesAfter::Freeze {
         return move_id;
@@ -393,7 +403,12 @@ async fn drive_until(world: &World, org: &str, dies_after: DiesAfter) -> String 
     }
     step(&world.eu, org, MoveStep::FinishOut { move_id: id(), epoch: 2 }).await;
     let note = MoveNote::default();
-    step(&world.us, org, MoveStep::Advance { move_id: id(), from: MovePhase::Switched, to: MovePhase::CleaningUp, note }).await;
+    step(
+        &world.us,
+        org,
+        MoveStep::Advance { move_id: id(), from: MovePhase::Switched, to: MovePhase::CleaningUp, note },
+    )
+    .await;
     check("finish").await;
     move_id
 }
@@ -401,7 +416,14 @@ async fn drive_until(world: &World, org: &str, dies_after: DiesAfter) -> String 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_move_whose_driver_dies_at_any_step_is_resumed_to_the_end_by_a_router() {
     let world = World::start().await;
-    for dies_after in [DiesAfter::Reserve, DiesAfter::Begin, DiesAfter::FirstCopy, DiesAfter::Freeze, DiesAfter::Switch, DiesAfter::Finish] {
+    for dies_after in [
+        DiesAfter::Reserve,
+        DiesAfter::Begin,
+        DiesAfter::FirstCopy,
+        DiesAfter::Freeze,
+        DiesAfter::Switch,
+        DiesAfter::Finish,
+    ] {
         let name = format!("Resumed {dies_after:?} GmbH");
         let org = world.rich_org(&name).await;
         let move_id = drive_until(&world, &org, dies_after).await;
@@ -412,7 +434,10 @@ async fn a_move_whose_driver_dies_at_any_step_is_resumed_to_the_end_by_a_router(
         let members = world.ops().list_all_members(org.as_str(), Consistency::Linearizable).await.unwrap();
         assert_eq!(members.items.len(), 2, "after {dies_after:?}: {members:?}");
         for id in world.eu.running_ids() {
-            assert!(files_containing(&world.eu.data_dir(id), name.as_bytes()).is_empty(), "after {dies_after:?}: eu node {id}");
+            assert!(
+                files_containing(&world.eu.data_dir(id), name.as_bytes()).is_empty(),
+                "after {dies_after:?}: eu node {id}"
+            );
         }
     }
     world.shutdown().await;
@@ -458,7 +483,11 @@ async fn leaders_die_mid_move_and_an_abort_before_the_switch_rolls_back() {
     assert_eq!((aborted.phase.as_str(), aborted.reason.as_str()), ("aborted", "customer changed its mind"));
     assert_eq!(serving_regions(&world, &org).await, vec![Region::Eu]);
     world.ops().add_member(org.as_str(), "after-abort", Role::Agent).await.expect("the source takes writes again");
-    let report = moves_at(&world.router).get_residency(v1::GetResidencyRequest { org_id: org.clone() }).await.unwrap().into_inner();
+    let report = moves_at(&world.router)
+        .get_residency(v1::GetResidencyRequest { org_id: org.clone() })
+        .await
+        .unwrap()
+        .into_inner();
     for node in report.nodes.iter().filter(|n| n.region == "us") {
         assert_eq!(node.state_records, 0, "the target keeps nothing of an aborted move: {node:?}");
     }

@@ -124,7 +124,8 @@ mod tests {
         assert_eq!(moved.code(), Code::FailedPrecondition);
         assert_eq!(moved.metadata().get(MOVED_TO_HEADER).unwrap(), "eu");
         assert_eq!(moved.metadata().get(ORG_EPOCH_HEADER).unwrap(), "3");
-        let moving = NodeError::Domain(DomainError::OrgMoving { org_id: "o".into(), region: "us".into() }).into_status();
+        let moving =
+            NodeError::Domain(DomainError::OrgMoving { org_id: "o".into(), region: "us".into() }).into_status();
         assert_eq!(moving.code(), Code::Unavailable);
         assert_eq!(moving.metadata().get(MOVING_TO_HEADER).unwrap(), "us");
         assert!(moving.message().contains("moving to region us"), "{}", moving.message());

@@ -66,7 +66,12 @@ fn image_chunks(records: Vec<(String, String)>, log_index: u64) -> Vec<OrgImageC
     for (key, value) in records {
         let size = key.len() + value.len();
         if !current.is_empty() && bytes + size > IMAGE_CHUNK_BYTES {
-            chunks.push(OrgImageChunk { records: std::mem::take(&mut current), log_index, total_records: 0, last: false });
+            chunks.push(OrgImageChunk {
+                records: std::mem::take(&mut current),
+                log_index,
+                total_records: 0,
+                last: false,
+            });
             bytes = 0;
         }
         bytes += size;
@@ -139,10 +144,7 @@ impl MoveService for MoveServiceImpl {
 
     type ExportOrgImageStream = ImageStream;
 
-    async fn export_org_image(
-        &self,
-        request: Request<ExportOrgImageRequest>,
-    ) -> Result<Response<ImageStream>, Status> {
+    async fn export_org_image(&self, request: Request<ExportOrgImageRequest>) -> Result<Response<ImageStream>, Status> {
         caller::platform_admin(&request, "copying an org")?;
         let request = request.into_inner();
         let org = self.core.org_id(&request.org_id)?;
@@ -218,7 +220,9 @@ mod tests {
         let chunks = image_chunks(records, 42);
         assert_eq!(chunks.iter().map(|c| c.records.len()).sum::<usize>(), 7);
         assert!(chunks.iter().all(|c| c.log_index == 42));
-        assert!(chunks.iter().all(|c| c.records.iter().map(|r| r.key.len() + r.value.len()).sum::<usize>() <= IMAGE_CHUNK_BYTES));
+        assert!(chunks
+            .iter()
+            .all(|c| c.records.iter().map(|r| r.key.len() + r.value.len()).sum::<usize>() <= IMAGE_CHUNK_BYTES));
         let last = chunks.last().unwrap();
         assert!(last.last && last.total_records == 7);
         assert!(chunks[..chunks.len() - 1].iter().all(|c| !c.last));

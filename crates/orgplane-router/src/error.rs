@@ -17,6 +17,7 @@
 //! `x-orgplane-region` metadata entry, so a client can act on it without parsing the message.
 
 use orgplane_model::Region;
+use orgplane_proto::conv::{MOVED_TO_HEADER, MOVING_TO_HEADER, ORG_EPOCH_HEADER};
 use tonic::{Code, Status};
 
 /// Metadata key of the region a router-made status is about.
@@ -133,7 +134,15 @@ impl From<RouterError> for Status {
         let region = err.region();
         let mut status = match err {
             RouterError::NodeAnswer { status, .. } => {
-                Status::with_details(status.code(), status.message().to_string(), status.details().to_vec().into())
+                let mut answer =
+                    Status::with_details(status.code(), status.message().to_string(), status.details().to_vec().into());
+                // Where a moving or moved org is: the node's own words, for clients that follow them.
+                for key in [MOVED_TO_HEADER, MOVING_TO_HEADER, ORG_EPOCH_HEADER] {
+                    if let Some(value) = status.metadata().get(key) {
+                        answer.metadata_mut().insert(key, value.clone());
+                    }
+                }
+                answer
             }
             other => Status::new(code, other.to_string()),
         };
@@ -154,6 +163,18 @@ mod tests {
         let status = Status::from(err);
         assert_eq!(status.code(), code, "{status:?}");
         assert_eq!(status.message(), message);
+    }
+
+    #[test]
+    fn a_node_answer_keeps_where_the_org_moved() {
+        let mut moved = Status::failed_precondition("org x moved to region us (epoch 2)");
+        moved.metadata_mut().insert(MOVED_TO_HEADER, "us".parse().unwrap());
+        moved.metadata_mut().insert(ORG_EPOCH_HEADER, "2".parse().unwrap());
+        moved.metadata_mut().insert("x-orgplane-leader", "127.0.0.1:1".parse().unwrap());
+        let status = Status::from(RouterError::NodeAnswer { region: Region::Eu, status: moved });
+        assert_eq!(status.metadata().get(MOVED_TO_HEADER).unwrap(), "us");
+        assert_eq!(status.metadata().get(ORG_EPOCH_HEADER).unwrap(), "2");
+        assert!(status.metadata().get("x-orgplane-leader").is_none(), "only where the org is passes");
     }
 
     #[test]

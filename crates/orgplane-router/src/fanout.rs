@@ -281,7 +281,8 @@ mod tests {
         };
         let mut orgs = vec![entry("a", "us", 1), entry("b", "us", 1), entry("a", "eu", 2), entry("c", "eu", 1)];
         dedupe_moving_orgs(&mut orgs);
-        let seen: Vec<_> = orgs.iter().map(|e| e.org.as_ref().map(|o| (o.id.as_str(), o.region.as_str())).unwrap()).collect();
+        let seen: Vec<_> =
+            orgs.iter().map(|e| e.org.as_ref().map(|o| (o.id.as_str(), o.region.as_str())).unwrap()).collect();
         assert_eq!(seen, vec![("a", "eu"), ("b", "us"), ("c", "eu")]);
     }
 

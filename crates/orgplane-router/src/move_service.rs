@@ -44,6 +44,11 @@ impl Located {
     }
 }
 
+/// Whether a region failed to answer (rather than refused).
+fn is_unreachable(error: &RouterError) -> bool {
+    matches!(error.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted)
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -64,12 +69,17 @@ impl RouterApi {
                     }
                     located.moves.extend(answer.moves);
                 }
+                // A refusal (not a platform admin, a bad id) is the caller's answer.
+                Err(e) if !is_unreachable(&e) => return Err(e),
                 Err(e) => failed.push((region, e)),
             }
         }
         if located.home.is_none() {
             if let Some((region, e)) = failed.into_iter().next() {
-                return Err(RouterError::RegionUnavailable { region, reason: format!("cannot tell where the org is: {e}") });
+                return Err(RouterError::RegionUnavailable {
+                    region,
+                    reason: format!("cannot tell where the org is: {e}"),
+                });
             }
         }
         Ok(located)
@@ -91,10 +101,9 @@ impl RouterApi {
     /// progress (a driver stopped between the target's abort and the source's).
     async fn clear_orphans(&self, located: &Located, org: &OrgId) -> Result<(), RouterError> {
         for out in located.moves.iter().filter(|m| m.side == "outgoing") {
-            let target_has_it = located
-                .moves
-                .iter()
-                .any(|m| m.side == "incoming" && m.move_id == out.move_id && phase_of(m).is_some_and(|p| !p.is_final()));
+            let target_has_it = located.moves.iter().any(|m| {
+                m.side == "incoming" && m.move_id == out.move_id && phase_of(m).is_some_and(|p| !p.is_final())
+            });
             if !target_has_it {
                 let region: Region = out.source_region.parse().map_err(|_| RouterError::InvalidArgument {
                     field: "source_region",
@@ -119,7 +128,10 @@ impl RouterApi {
             });
         };
         if home == to {
-            return Err(RouterError::InvalidArgument { field: "to_region", reason: format!("org {org} already lives in region {to}") });
+            return Err(RouterError::InvalidArgument {
+                field: "to_region",
+                reason: format!("org {org} already lives in region {to}"),
+            });
         }
         if let Some(moving) = located.in_progress() {
             self.resume_if_stalled(&located, &org);
@@ -146,13 +158,19 @@ impl RouterApi {
         }
         self.clear_orphans(&located, &org).await?;
         let move_id = uuid::Uuid::new_v4().simple().to_string();
-        let reserved = self.move_step(to, &org, MoveStep::Reserve { move_id: move_id.clone(), source: home, target: to }).await?;
+        let reserved =
+            self.move_step(to, &org, MoveStep::Reserve { move_id: move_id.clone(), source: home, target: to }).await?;
         let StepAnswer::Move(record) = reserved else {
-            return Err(RouterError::RegionUnavailable { region: to, reason: "the reservation answered no record".into() });
+            return Err(RouterError::RegionUnavailable {
+                region: to,
+                reason: "the reservation answered no record".into(),
+            });
         };
         // The source begins before the call answers, so a refusal there (another move got the
         // org first) is this call's answer, and the reservation is rolled back.
-        if let Err(refused) = self.move_step(home, &org, MoveStep::BeginOut { move_id: move_id.clone(), target: to }).await {
+        if let Err(refused) =
+            self.move_step(home, &org, MoveStep::BeginOut { move_id: move_id.clone(), target: to }).await
+        {
             let reason = format!("the source region {home} refused: {refused}");
             let _ = self.move_step(to, &org, MoveStep::AbortIn { move_id: move_id.clone(), reason }).await;
             return Err(refused);
@@ -171,10 +189,17 @@ impl RouterApi {
                 status: Status::failed_precondition(format!("org {org} has no move in progress")),
             });
         };
-        let target: Region = moving.target_region.parse().map_err(|_| RouterError::InvalidArgument { field: "target_region", reason: moving.target_region.clone() })?;
-        let source: Region = moving.source_region.parse().map_err(|_| RouterError::InvalidArgument { field: "source_region", reason: moving.source_region.clone() })?;
+        let target: Region = moving.target_region.parse().map_err(|_| RouterError::InvalidArgument {
+            field: "target_region",
+            reason: moving.target_region.clone(),
+        })?;
+        let source: Region = moving.source_region.parse().map_err(|_| RouterError::InvalidArgument {
+            field: "source_region",
+            reason: moving.source_region.clone(),
+        })?;
         let reason = if request.reason.is_empty() { "aborted by an operator".to_string() } else { request.reason };
-        let aborted = self.move_step(target, &org, MoveStep::AbortIn { move_id: moving.move_id.clone(), reason }).await?;
+        let aborted =
+            self.move_step(target, &org, MoveStep::AbortIn { move_id: moving.move_id.clone(), reason }).await?;
         self.move_step(source, &org, MoveStep::AbortOut { move_id: moving.move_id.clone() }).await?;
         tracing::info!(org = %org, move_id = %moving.move_id, "org move aborted");
         match aborted {
@@ -188,9 +213,14 @@ impl RouterApi {
         let Ok(nodes) = self.state.table.get(home) else { return String::new() };
         let request = GetOrgRequest { org_id: org.to_string(), ..GetOrgRequest::default() };
         let answer = nodes
-            .call("GetOrg", Deadline::after(NAME_TIMEOUT), request, true, |n: &Node| n.org.clone(), |mut node, r| async move {
-                node.get_org(r).await
-            })
+            .call(
+                "GetOrg",
+                Deadline::after(NAME_TIMEOUT),
+                request,
+                true,
+                |n: &Node| n.org.clone(),
+                |mut node, r| async move { node.get_org(r).await },
+            )
             .await;
         answer.ok().and_then(|a| a.org).map(|o| o.name).unwrap_or_default()
     }
@@ -299,7 +329,10 @@ impl MoveService for RouterApi {
         Err(node_only("GetNodeResidency"))
     }
 
-    async fn compact_node(&self, _request: Request<CompactNodeRequest>) -> Result<Response<CompactNodeResponse>, Status> {
+    async fn compact_node(
+        &self,
+        _request: Request<CompactNodeRequest>,
+    ) -> Result<Response<CompactNodeResponse>, Status> {
         Err(node_only("CompactNode"))
     }
 }

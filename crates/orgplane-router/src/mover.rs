@@ -104,13 +104,16 @@ fn holds_org_record(image: &[(String, String)], org: &OrgId) -> bool {
 
 impl RouterApi {
     /// Applies `step` to `org` in `region`.
-    pub(crate) async fn move_step(&self, region: Region, org: &OrgId, step: MoveStep) -> Result<StepAnswer, RouterError> {
+    pub(crate) async fn move_step(
+        &self,
+        region: Region,
+        org: &OrgId,
+        step: MoveStep,
+    ) -> Result<StepAnswer, RouterError> {
         let request = v1::ApplyMoveStepRequest {
             org_id: org.to_string(),
-            step: serde_json::to_vec(&step).map_err(|e| RouterError::InvalidArgument {
-                field: "step",
-                reason: e.to_string(),
-            })?,
+            step: serde_json::to_vec(&step)
+                .map_err(|e| RouterError::InvalidArgument { field: "step", reason: e.to_string() })?,
         };
         let nodes = self.state.table.get(region)?;
         let answer = nodes
@@ -146,7 +149,12 @@ impl RouterApi {
     }
 
     /// The source's image of `org` for move `move_id`, every record, at one index.
-    async fn export_image(&self, source: Region, org: &OrgId, move_id: &str) -> Result<Vec<(String, String)>, RouterError> {
+    async fn export_image(
+        &self,
+        source: Region,
+        org: &OrgId,
+        move_id: &str,
+    ) -> Result<Vec<(String, String)>, RouterError> {
         let nodes = self.state.table.get(source)?;
         let request = v1::ExportOrgImageRequest { org_id: org.to_string(), move_id: move_id.to_string() };
         let mut stream = nodes
@@ -182,7 +190,13 @@ impl RouterApi {
     }
 
     /// Stages `records` at the target as copy `copy_id`, in bounded commands.
-    async fn stage(&self, target: Region, org: &OrgId, move_id: &str, records: Vec<(String, String)>) -> Result<(String, u64), RouterError> {
+    async fn stage(
+        &self,
+        target: Region,
+        org: &OrgId,
+        move_id: &str,
+        records: Vec<(String, String)>,
+    ) -> Result<(String, u64), RouterError> {
         let copy_id = uuid::Uuid::new_v4().simple().to_string();
         let total = records.len() as u64;
         let mut chunks: Vec<Vec<(String, String)>> = vec![Vec::new()];
@@ -197,7 +211,8 @@ impl RouterApi {
             chunks.last_mut().expect("one chunk at least").push(record);
         }
         for (i, chunk) in chunks.into_iter().enumerate() {
-            let step = MoveStep::Stage { move_id: move_id.into(), copy_id: copy_id.clone(), first: i == 0, records: chunk };
+            let step =
+                MoveStep::Stage { move_id: move_id.into(), copy_id: copy_id.clone(), first: i == 0, records: chunk };
             self.move_step(target, org, step).await?;
         }
         Ok((copy_id, total))
@@ -237,7 +252,12 @@ impl RouterApi {
     }
 
     /// Rolls the move back: the org was deleted at the source while it moved.
-    async fn abort_deleted(&self, target: Region, org: &OrgId, move_id: &str) -> Result<Option<MovePhase>, RouterError> {
+    async fn abort_deleted(
+        &self,
+        target: Region,
+        org: &OrgId,
+        move_id: &str,
+    ) -> Result<Option<MovePhase>, RouterError> {
         let reason = "the org was deleted at the source during the move".to_string();
         self.move_step(target, org, MoveStep::AbortIn { move_id: move_id.into(), reason }).await?;
         Ok(None)
@@ -257,8 +277,12 @@ impl RouterApi {
             let outcome = tracing::Instrument::instrument(api.drive(&org, &record), span).await;
             api.state.moves.release(&org);
             match outcome {
-                Ok(phase) => tracing::info!(org = %org, move_id = %record.move_id, phase = phase.as_str(), "move driver finished"),
-                Err(e) => tracing::warn!(org = %org, move_id = %record.move_id, error = %e, "move driver stopped; the next call about the move resumes it"),
+                Ok(phase) => {
+                    tracing::info!(org = %org, move_id = %record.move_id, phase = phase.as_str(), "move driver finished")
+                }
+                Err(e) => {
+                    tracing::warn!(org = %org, move_id = %record.move_id, error = %e, "move driver stopped; the next call about the move resumes it")
+                }
             }
         }));
     }
@@ -300,7 +324,10 @@ impl RouterApi {
         write_pause_ms: &mut Option<u64>,
     ) -> Result<Option<MovePhase>, RouterError> {
         let Some(record) = self.target_record(target, org, move_id).await? else {
-            return Err(RouterError::InvalidArgument { field: "move_id", reason: format!("region {target} has no move {move_id}") });
+            return Err(RouterError::InvalidArgument {
+                field: "move_id",
+                reason: format!("region {target} has no move {move_id}"),
+            });
         };
         let phase = phase_of(&record).unwrap_or(MovePhase::Aborted);
         tracing::debug!(phase = phase.as_str(), "move step");
@@ -310,7 +337,12 @@ impl RouterApi {
                 let began = self.move_step(source, org, MoveStep::BeginOut { move_id: id(), target }).await;
                 let from_epoch = match began {
                     Ok(StepAnswer::Move(out)) => out.from_epoch,
-                    Ok(_) => return Err(RouterError::RegionUnavailable { region: source, reason: "the source answered no record".into() }),
+                    Ok(_) => {
+                        return Err(RouterError::RegionUnavailable {
+                            region: source,
+                            reason: "the source answered no record".into(),
+                        })
+                    }
                     Err(e) if is_transient(&e) => return Err(e),
                     Err(refused) => {
                         // The source cannot give the org away: roll back.
@@ -320,7 +352,12 @@ impl RouterApi {
                     }
                 };
                 let note = MoveNote { from_epoch: Some(from_epoch), write_pause_ms: None };
-                self.move_step(target, org, MoveStep::Advance { move_id: id(), from: MovePhase::Reserved, to: MovePhase::Copying, note }).await?;
+                self.move_step(
+                    target,
+                    org,
+                    MoveStep::Advance { move_id: id(), from: MovePhase::Reserved, to: MovePhase::Copying, note },
+                )
+                .await?;
             }
             MovePhase::Copying => {
                 let image = self.export_image(source, org, move_id).await?;
@@ -331,7 +368,12 @@ impl RouterApi {
                 *frozen_at = Some(Instant::now());
                 self.move_step(source, org, MoveStep::Freeze { move_id: id() }).await?;
                 let note = MoveNote::default();
-                self.move_step(target, org, MoveStep::Advance { move_id: id(), from: MovePhase::Copying, to: MovePhase::Frozen, note }).await?;
+                self.move_step(
+                    target,
+                    org,
+                    MoveStep::Advance { move_id: id(), from: MovePhase::Copying, to: MovePhase::Frozen, note },
+                )
+                .await?;
             }
             MovePhase::Frozen => {
                 let frozen_since = *frozen_at.get_or_insert_with(Instant::now);
@@ -348,12 +390,22 @@ impl RouterApi {
             MovePhase::Switched => {
                 self.move_step(source, org, MoveStep::FinishOut { move_id: id(), epoch: record.to_epoch }).await?;
                 let note = MoveNote { from_epoch: None, write_pause_ms: *write_pause_ms };
-                self.move_step(target, org, MoveStep::Advance { move_id: id(), from: MovePhase::Switched, to: MovePhase::CleaningUp, note }).await?;
+                self.move_step(
+                    target,
+                    org,
+                    MoveStep::Advance { move_id: id(), from: MovePhase::Switched, to: MovePhase::CleaningUp, note },
+                )
+                .await?;
             }
             MovePhase::CleaningUp => {
                 self.compact_region(source).await?;
                 let note = MoveNote::default();
-                self.move_step(target, org, MoveStep::Advance { move_id: id(), from: MovePhase::CleaningUp, to: MovePhase::Done, note }).await?;
+                self.move_step(
+                    target,
+                    org,
+                    MoveStep::Advance { move_id: id(), from: MovePhase::CleaningUp, to: MovePhase::Done, note },
+                )
+                .await?;
             }
             MovePhase::Done => return Ok(Some(MovePhase::Done)),
             MovePhase::Aborted => {

@@ -75,8 +75,9 @@ impl RouterApi {
                     }
                     send(node, request)
                 };
-                let outcome =
-                    nodes.call(R::RPC, deadline, message.clone(), retry_after_send_is_safe, &client, send_with_epoch).await;
+                let outcome = nodes
+                    .call(R::RPC, deadline, message.clone(), retry_after_send_is_safe, &client, send_with_epoch)
+                    .await;
                 let Err(RouterError::NodeAnswer { status, .. }) = &outcome else { return outcome };
                 if let (Some(org), Some(moved)) = (&org, forwarded_to(status.metadata())) {
                     // The org lives elsewhere now: remember, and go there (a few hops at most,

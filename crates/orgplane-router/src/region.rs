@@ -17,13 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orgplane_model::Region;
+use orgplane_proto::conv::MOVING_TO_HEADER;
 use orgplane_proto::v1::access_service_client::AccessServiceClient;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
 use orgplane_proto::v1::app_service_client::AppServiceClient;
 use orgplane_proto::v1::cluster_service_client::ClusterServiceClient;
 use orgplane_proto::v1::move_service_client::MoveServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
-use orgplane_proto::conv::MOVING_TO_HEADER;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 

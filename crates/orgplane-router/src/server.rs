@@ -20,11 +20,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::placement::Placements;
 use crate::config::{RouterConfig, MAX_MESSAGE_BYTES};
 use crate::credentials::ForwardCredentialsLayer;
 use crate::error::RouterError;
 use crate::metrics::RouterMetrics;
+use crate::placement::Placements;
 use crate::rate_limit::{CallerGate, RateLimiter};
 use crate::region::RegionTable;
 use crate::stack::StackSettings;

@@ -18,8 +18,8 @@ pub use backup::{backup_header_to_wire, parse_backup_header};
 
 pub use org::{member_to_wire, org_to_wire, parse_org_id, parse_region, parse_role, user_org_to_wire};
 pub use page_token::{decode_page_token, encode_page_token};
-pub use relocation::{forwarding_to_wire, move_state_to_wire, move_to_wire, MOVED_TO_HEADER, MOVING_TO_HEADER,
-    ORG_EPOCH_HEADER,
+pub use relocation::{
+    forwarding_to_wire, move_state_to_wire, move_to_wire, MOVED_TO_HEADER, MOVING_TO_HEADER, ORG_EPOCH_HEADER,
 };
 
 /// A wire message that does not make a valid domain value.
