@@ -36,7 +36,8 @@ use tonic::{Code, Request, Status};
 
 const SECRET: &str = "sk-live-move-7d2e41";
 
-type Authed = InterceptedService<Channel, Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send + Sync>>;
+type AddToken = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send + Sync>;
+type Authed = InterceptedService<Channel, AddToken>;
 
 /// A gRPC channel to `addr` whose calls carry an ops (platform admin) token.
 fn ops_channel(addr: &str) -> Authed {
@@ -47,7 +48,7 @@ fn ops_channel(addr: &str) -> Authed {
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30))
         .connect_lazy();
-    let add: Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send + Sync> = Box::new(move |mut r| {
+    let add: AddToken = Box::new(move |mut r| {
         r.metadata_mut().insert("authorization", bearer.clone());
         Ok(r)
     });

@@ -176,8 +176,8 @@ impl RouterApi {
             return Err(refused);
         }
         tracing::info!(org = %org, move_id = %move_id, from = %home, to = %to, "org move started");
-        self.spawn_driver(record.clone());
-        Ok(record)
+        self.spawn_driver((*record).clone());
+        Ok(*record)
     }
 
     async fn abort(&self, request: AbortMoveRequest) -> Result<OrgMove, RouterError> {
@@ -203,7 +203,7 @@ impl RouterApi {
         self.move_step(source, &org, MoveStep::AbortOut { move_id: moving.move_id.clone() }).await?;
         tracing::info!(org = %org, move_id = %moving.move_id, "org move aborted");
         match aborted {
-            StepAnswer::Move(record) => Ok(record),
+            StepAnswer::Move(record) => Ok(*record),
             _ => Ok(moving),
         }
     }

@@ -73,7 +73,7 @@ impl Movers {
 /// What a region answered to a move step.
 #[derive(Debug)]
 pub(crate) enum StepAnswer {
-    Move(OrgMove),
+    Move(Box<OrgMove>),
     /// The source let go: it holds only the forwarding record.
     Forwarded,
     None,
@@ -127,7 +127,7 @@ impl RouterApi {
             )
             .await?;
         Ok(match answer.state {
-            Some(apply_move_step_response::State::Move(record)) => StepAnswer::Move(record),
+            Some(apply_move_step_response::State::Move(record)) => StepAnswer::Move(Box::new(record)),
             Some(apply_move_step_response::State::Forwarding(_)) => StepAnswer::Forwarded,
             _ => StepAnswer::None,
         })
