@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod browser;
 pub mod faults;
+pub mod router;
 pub mod scrape;
 
 use std::collections::BTreeMap;

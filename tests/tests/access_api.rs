@@ -10,30 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orgplane_client::{Client, ClientError, Consistency, PageRequest, RequestId};
 use orgplane_model::{AuditFilter, ConfigEntry, Permission, Region, Role};
-use orgplane_router::RouterConfig;
-use orgplane_tests::auth::{authenticated, client_as, test_key};
+use orgplane_tests::auth::{authenticated, client_as};
+use orgplane_tests::router::{start_router, RouterAuth};
 use orgplane_tests::TestRegion;
 use tokio::sync::oneshot;
 use tonic::Code;
 
 const SECRET: &str = "sk-live-77c1e0d2";
-
-/// An authenticating router over `region`; it stops when the returned sender is dropped.
-async fn start_router(region: &TestRegion) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let config = RouterConfig {
-        listen: listener.local_addr().unwrap(),
-        regions: [(region.region.to_string(), region.peers.values().cloned().collect())].into_iter().collect(),
-        auth: Some(test_key().config().clone()),
-        ..RouterConfig::default()
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(orgplane_router::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
 
 fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>, code: Code, needle: &str) {
     let error = result.expect_err("must be refused");
@@ -58,7 +41,7 @@ impl World {
     async fn start() -> World {
         let region = TestRegion::start(Region::Eu, 3, authenticated).await;
         region.leader().await;
-        let (router, stop) = start_router(&region).await;
+        let (router, stop) = start_router(&[&region], RouterAuth::Tokens).await;
         let ops = client_as(&router, "ops", true, None);
         let org = ops.create_org(Region::Eu, "Acme").await.unwrap().id;
         for (user, role) in [("alice", Role::Admin), ("dave", Role::Developer), ("agnes", Role::Agent)] {

@@ -13,30 +13,12 @@ use orgplane_backup::{BackupSummary, BackupWriter};
 use orgplane_client::{Client, ClientOptions, Consistency, PageRequest, RequestId};
 use orgplane_model::{Region, Role};
 use orgplane_proto::v1;
-use orgplane_router::RouterConfig;
+use orgplane_tests::router::{start_router, RouterAuth};
 use orgplane_tests::{test_timings, TestRegion, WAIT};
-use tokio::sync::oneshot;
 use tonic::Code;
 
 /// A page size that makes every listing take several pages.
 const PAGE: u32 = 7;
-
-/// A router over `regions`, on a fresh port; it stops when the returned sender is dropped.
-async fn start_router(regions: &[&TestRegion]) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let config = RouterConfig {
-        listen: listener.local_addr().unwrap(),
-        regions: regions.iter().map(|r| (r.region.to_string(), r.peers.values().cloned().collect())).collect(),
-        allow_unauthenticated: true,
-        ..RouterConfig::default()
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(orgplane_router::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
 
 /// A client that waits out elections: generous timeouts, many retries.
 fn client(endpoint: &str) -> Client {
@@ -145,7 +127,7 @@ async fn a_restored_region_answers_exactly_as_the_original_did_at_the_backup_ind
     let us = TestRegion::start(Region::Us, 1, test_timings).await;
     eu.leader().await;
     us.leader().await;
-    let (router, _stop_router) = start_router(&[&eu, &us]).await;
+    let (router, _stop_router) = start_router(&[&eu, &us], RouterAuth::Open).await;
     let original = client(&router);
 
     // Orgs with members, renamed, re-roled and deleted, and one org in another region that
@@ -235,7 +217,7 @@ async fn a_restored_region_answers_exactly_as_the_original_did_at_the_backup_ind
 async fn a_backup_under_load_holds_every_write_acknowledged_before_it_began() {
     let eu = TestRegion::start(Region::Eu, 3, test_timings).await;
     eu.leader().await;
-    let (router, _stop_router) = start_router(&[&eu]).await;
+    let (router, _stop_router) = start_router(&[&eu], RouterAuth::Open).await;
     let original = client(&router);
     let mut orgs = Vec::new();
     for n in 0..3 {
@@ -302,7 +284,7 @@ async fn bad_backup_calls_and_bad_restores_are_refused_and_change_nothing() {
     // A node backs up only its own region; a router only the regions it serves.
     let wrong = node.backup(Region::Us).await.err().expect("another region");
     assert_eq!(wrong.code(), Code::InvalidArgument, "{wrong}");
-    let (router, _stop_router) = start_router(&[&eu]).await;
+    let (router, _stop_router) = start_router(&[&eu], RouterAuth::Open).await;
     let unserved = client(&router).backup(Region::Apac).await.err().expect("a region the router lacks");
     assert_eq!(unserved.code(), Code::NotFound, "{unserved}");
     let mut raw = orgplane_proto::v1::admin_service_client::AdminServiceClient::new(

@@ -25,8 +25,8 @@ use orgplane_proto::conv::{MOVED_TO_HEADER, ORG_EPOCH_HEADER};
 use orgplane_proto::v1::move_service_client::MoveServiceClient;
 use orgplane_proto::v1::org_service_client::OrgServiceClient;
 use orgplane_proto::v1::{self, apply_move_step_response};
-use orgplane_router::RouterConfig;
 use orgplane_tests::auth::{authenticated, client_as, test_key};
+use orgplane_tests::router::{start_router, RouterAuth};
 use orgplane_tests::{files_containing, TestRegion, WAIT};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
@@ -63,23 +63,6 @@ fn orgs_at(addr: &str) -> OrgServiceClient<Authed> {
     OrgServiceClient::new(ops_channel(addr))
 }
 
-/// A router in front of `regions`, stopped when the sender is dropped.
-async fn start_router(regions: &[&TestRegion]) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let config = RouterConfig {
-        listen: listener.local_addr().unwrap(),
-        regions: regions.iter().map(|r| (r.region.to_string(), r.peers.values().cloned().collect())).collect(),
-        auth: Some(test_key().config().clone()),
-        ..RouterConfig::default()
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(orgplane_router::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
-
 struct World {
     eu: TestRegion,
     us: TestRegion,
@@ -93,7 +76,7 @@ impl World {
         let us = TestRegion::start(Region::Us, 3, authenticated).await;
         eu.leader().await;
         us.leader().await;
-        let (router, stop) = start_router(&[&eu, &us]).await;
+        let (router, stop) = start_router(&[&eu, &us], RouterAuth::Tokens).await;
         World { eu, us, router, _stop: stop }
     }
 
@@ -294,7 +277,7 @@ async fn a_fresh_router_follows_the_forwarding_and_the_old_region_refuses_the_ol
     assert_eq!(wait_for_end(&world.router, &org).await.phase, "done");
 
     // A router that never saw the move: its first request is answered by the new home.
-    let (fresh, _stop) = start_router(&[&world.eu, &world.us]).await;
+    let (fresh, _stop) = start_router(&[&world.eu, &world.us], RouterAuth::Tokens).await;
     let read = client_as(&fresh, "alice", false, None).get_org(org.as_str(), Consistency::Linearizable).await.unwrap();
     assert_eq!(read.org.region, "us");
     assert_eq!(read.read.as_ref().map(|r| r.region.as_str()), Some("us"), "answered by the new region");

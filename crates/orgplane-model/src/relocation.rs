@@ -108,6 +108,42 @@ pub struct MoveRecord {
     pub reason: Option<String>,
 }
 
+impl MoveRecord {
+    /// A move's record as its side begins it: reserved at the target (the source's epoch not
+    /// known yet, `from_epoch` 0), copying at the source (at the org's `from_epoch`).
+    pub fn begun(
+        move_id: &str,
+        org_id: &OrgId,
+        (source, target): (Region, Region),
+        side: MoveSide,
+        from_epoch: u64,
+        now_ms: u64,
+    ) -> MoveRecord {
+        let phase = match side {
+            MoveSide::Incoming => MovePhase::Reserved,
+            MoveSide::Outgoing => MovePhase::Copying,
+        };
+        MoveRecord {
+            move_id: move_id.to_string(),
+            org_id: org_id.clone(),
+            source,
+            target,
+            side,
+            phase,
+            from_epoch,
+            to_epoch: if from_epoch == 0 { 0 } else { from_epoch + 1 },
+            copy_id: None,
+            staged_records: 0,
+            staged_bytes: 0,
+            bytes_copied: 0,
+            write_pause_ms: None,
+            started_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            reason: None,
+        }
+    }
+}
+
 /// What the old region keeps of a moved org (`fw/{org_id}`): where it went, at what epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Forwarding {

@@ -10,18 +10,16 @@
 //! older ownership. A router that believes an older epoch than the region's is merely behind;
 //! the region owns the org and serves it.
 //!
-//! [`BelievedEpochLayer`] keeps the header of each call in a task-local while the call runs;
+//! [`BelievedEpochScope`] keeps the header of each call in a task-local while the call runs;
 //! [`check`] reads it.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use orgplane_model::state::{self, StateRead};
 use orgplane_model::OrgId;
 use orgplane_proto::conv::ORG_EPOCH_HEADER;
+use orgplane_telemetry::scope::{HeaderScope, ScopedCall};
 use tonic::codegen::http;
-use tower::{Layer, Service};
 
 use crate::error::NodeError;
 
@@ -52,40 +50,14 @@ pub(crate) fn check(view: &impl StateRead, region: orgplane_model::Region, org: 
     }
 }
 
-/// Keeps each call's `x-orgplane-org-epoch` for [`check`].
+/// Keeps each call's `x-orgplane-org-epoch` for [`check`] (with
+/// [`orgplane_telemetry::scope::HeaderScopeLayer`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BelievedEpochLayer;
+pub struct BelievedEpochScope;
 
-impl<S> Layer<S> for BelievedEpochLayer {
-    type Service = BelievedEpoch<S>;
-
-    fn layer(&self, inner: S) -> BelievedEpoch<S> {
-        BelievedEpoch { inner }
-    }
-}
-
-/// The service of [`BelievedEpochLayer`].
-#[derive(Debug, Clone)]
-pub struct BelievedEpoch<S> {
-    inner: S,
-}
-
-impl<S, B> Service<http::Request<B>> for BelievedEpoch<S>
-where
-    S: Service<http::Request<B>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let epoch = request.headers().get(ORG_EPOCH_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let call = self.inner.call(request);
+impl HeaderScope for BelievedEpochScope {
+    fn scope<F: Future + Send + 'static>(&self, headers: &http::HeaderMap, call: F) -> ScopedCall<F::Output> {
+        let epoch = headers.get(ORG_EPOCH_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         Box::pin(BELIEVED_EPOCH.scope(epoch, call))
     }
 }

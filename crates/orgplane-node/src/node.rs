@@ -240,7 +240,7 @@ impl Node {
             // (the router's `traceparent`), answered with `traceresponse`. Not the Raft service.
             .layer(orgplane_telemetry::trace::RpcTraceLayer::node(core.region.as_str(), core.node_id))
             // The org epoch the router believes, for `epoch::check`.
-            .layer(crate::epoch::BelievedEpochLayer)
+            .layer(orgplane_telemetry::scope::HeaderScopeLayer::new(crate::epoch::BelievedEpochScope))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(org)

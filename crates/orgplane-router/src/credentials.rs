@@ -2,17 +2,15 @@
 //! (so a bad token fails fast, before any forwarding), but the region checks again: it does not
 //! trust the router's word. So the caller's `authorization` header reaches the node unchanged.
 //!
-//! [`ForwardCredentialsLayer`], on the router's server, keeps the header of the call being
+//! [`CallerCredentials`], a scope on the router's server, keeps the header of the call being
 //! served in a task-local while the call runs; the per-node stack ([`crate::stack`]) puts it on
 //! every call to a node made for it (failover attempts, fan-out). The router's own calls (the
 //! status page) run outside any client call and carry no credentials.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
+use orgplane_telemetry::scope::{HeaderScope, ScopedCall};
 use tonic::codegen::http::{self, HeaderValue};
-use tower::{Layer, Service};
 
 /// The header that carries the caller's bearer token.
 pub(crate) const AUTHORIZATION: &str = "authorization";
@@ -32,53 +30,29 @@ pub(crate) async fn with_authorization<F: Future>(authorization: Option<HeaderVa
     CALLER_AUTHORIZATION.scope(authorization, work).await
 }
 
-/// Keeps each call's `authorization` header for the calls to nodes made while serving it.
+/// Keeps each call's `authorization` header for the calls to nodes made while serving it
+/// (with [`orgplane_telemetry::scope::HeaderScopeLayer`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ForwardCredentialsLayer;
+pub struct CallerCredentials;
 
-impl<S> Layer<S> for ForwardCredentialsLayer {
-    type Service = ForwardCredentials<S>;
-
-    fn layer(&self, inner: S) -> ForwardCredentials<S> {
-        ForwardCredentials { inner }
-    }
-}
-
-/// The service of [`ForwardCredentialsLayer`].
-#[derive(Debug, Clone)]
-pub struct ForwardCredentials<S> {
-    inner: S,
-}
-
-impl<S, B> Service<http::Request<B>> for ForwardCredentials<S>
-where
-    S: Service<http::Request<B>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let authorization = request.headers().get(AUTHORIZATION).cloned();
-        let call = self.inner.call(request);
-        Box::pin(CALLER_AUTHORIZATION.scope(authorization, call))
+impl HeaderScope for CallerCredentials {
+    fn scope<F: Future + Send + 'static>(&self, headers: &http::HeaderMap, call: F) -> ScopedCall<F::Output> {
+        Box::pin(CALLER_AUTHORIZATION.scope(headers.get(AUTHORIZATION).cloned(), call))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orgplane_telemetry::scope::HeaderScopeLayer;
+    use tower::{Layer, Service};
 
     #[tokio::test]
     async fn the_header_is_seen_while_the_call_runs_and_only_then() {
-        let mut service = ForwardCredentialsLayer.layer(tower::service_fn(|_: http::Request<()>| async {
-            Ok::<_, std::convert::Infallible>(caller_authorization())
-        }));
+        let mut service =
+            HeaderScopeLayer::new(CallerCredentials).layer(tower::service_fn(|_: http::Request<()>| async {
+                Ok::<_, std::convert::Infallible>(caller_authorization())
+            }));
         let request = http::Request::builder().header(AUTHORIZATION, "Bearer t").body(()).unwrap();
         assert_eq!(service.call(request).await.unwrap(), Some(HeaderValue::from_static("Bearer t")));
         assert_eq!(service.call(http::Request::new(())).await.unwrap(), None);

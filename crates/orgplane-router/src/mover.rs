@@ -30,6 +30,8 @@ use crate::deadline::Deadline;
 use crate::error::RouterError;
 use crate::region::Node;
 use crate::server::RouterApi;
+use crate::stack::NodeService;
+use orgplane_proto::v1::move_service_client::MoveServiceClient;
 
 /// The budget of one call to a region made by the driver.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,6 +105,24 @@ fn holds_org_record(image: &[(String, String)], org: &OrgId) -> bool {
 }
 
 impl RouterApi {
+    /// Calls `region`'s `MoveService` with `send` (any node; retried on another while safe:
+    /// every move call is idempotent), within [`STEP_TIMEOUT`].
+    async fn on_region<Req, Resp, F, Fut>(
+        &self,
+        region: Region,
+        rpc: &'static str,
+        request: Req,
+        send: F,
+    ) -> Result<Resp, RouterError>
+    where
+        Req: Clone,
+        F: Fn(MoveServiceClient<NodeService>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let nodes = self.state.table.get(region)?;
+        nodes.call(rpc, Deadline::after(STEP_TIMEOUT), request, true, |n: &Node| n.moves.clone(), send).await
+    }
+
     /// Applies `step` to `org` in `region`.
     pub(crate) async fn move_step(
         &self,
@@ -115,16 +135,8 @@ impl RouterApi {
             step: serde_json::to_vec(&step)
                 .map_err(|e| RouterError::InvalidArgument { field: "step", reason: e.to_string() })?,
         };
-        let nodes = self.state.table.get(region)?;
-        let answer = nodes
-            .call(
-                "ApplyMoveStep",
-                Deadline::after(STEP_TIMEOUT),
-                request,
-                true,
-                |n: &Node| n.moves.clone(),
-                |mut node, r| async move { node.apply_move_step(r).await },
-            )
+        let answer = self
+            .on_region(region, "ApplyMoveStep", request, |mut node, r| async move { node.apply_move_step(r).await })
             .await?;
         Ok(match answer.state {
             Some(apply_move_step_response::State::Move(record)) => StepAnswer::Move(Box::new(record)),
@@ -135,17 +147,8 @@ impl RouterApi {
 
     /// What `region` records about `org`: its moves, its forwarding, its epoch if it lives there.
     pub(crate) async fn region_moves(&self, region: Region, org: &OrgId) -> Result<v1::ListMovesResponse, RouterError> {
-        let nodes = self.state.table.get(region)?;
-        nodes
-            .call(
-                "ListMoves",
-                Deadline::after(STEP_TIMEOUT),
-                v1::ListMovesRequest { org_id: org.to_string() },
-                true,
-                |n: &Node| n.moves.clone(),
-                |mut node, r| async move { node.list_moves(r).await },
-            )
-            .await
+        let request = v1::ListMovesRequest { org_id: org.to_string() };
+        self.on_region(region, "ListMoves", request, |mut node, r| async move { node.list_moves(r).await }).await
     }
 
     /// The source's image of `org` for move `move_id`, every record, at one index.
@@ -155,17 +158,9 @@ impl RouterApi {
         org: &OrgId,
         move_id: &str,
     ) -> Result<Vec<(String, String)>, RouterError> {
-        let nodes = self.state.table.get(source)?;
         let request = v1::ExportOrgImageRequest { org_id: org.to_string(), move_id: move_id.to_string() };
-        let mut stream = nodes
-            .call(
-                "ExportOrgImage",
-                Deadline::after(STEP_TIMEOUT),
-                request,
-                true,
-                |n: &Node| n.moves.clone(),
-                |mut node, r| async move { node.export_org_image(r).await },
-            )
+        let mut stream = self
+            .on_region(source, "ExportOrgImage", request, |mut node, r| async move { node.export_org_image(r).await })
             .await?;
         let mut records = Vec::new();
         let broken = |reason: String| RouterError::RegionUnavailable { region: source, reason };

@@ -21,7 +21,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::config::{RouterConfig, MAX_MESSAGE_BYTES};
-use crate::credentials::ForwardCredentialsLayer;
+use crate::credentials::CallerCredentials;
 use crate::error::RouterError;
 use crate::metrics::RouterMetrics;
 use crate::placement::Placements;
@@ -251,7 +251,7 @@ pub async fn run_with_http(
         // `traceresponse`; the per-node stack passes the trace on to the node.
         .layer(orgplane_telemetry::trace::RpcTraceLayer::router())
         // The caller's `authorization` header, for the calls to nodes made while serving it.
-        .layer(ForwardCredentialsLayer)
+        .layer(orgplane_telemetry::scope::HeaderScopeLayer::new(CallerCredentials))
         // Notice clients that vanished without closing their connection.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

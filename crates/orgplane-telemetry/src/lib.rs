@@ -4,4 +4,5 @@
 
 pub mod http;
 pub mod metrics;
+pub mod scope;
 pub mod trace;

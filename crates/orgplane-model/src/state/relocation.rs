@@ -265,24 +265,7 @@ fn reserve(
     if let Some(live) = load::<Org>(state, &keys::org_key(org))? {
         return Err(refuse(format!("org {org} already lives in region {}", live.region)));
     }
-    let record = MoveRecord {
-        move_id: move_id.to_string(),
-        org_id: org.clone(),
-        source,
-        target,
-        side: MoveSide::Incoming,
-        phase: MovePhase::Reserved,
-        from_epoch: 0,
-        to_epoch: 0,
-        copy_id: None,
-        staged_records: 0,
-        staged_bytes: 0,
-        bytes_copied: 0,
-        write_pause_ms: None,
-        started_at_ms: now,
-        updated_at_ms: now,
-        reason: None,
-    };
+    let record = MoveRecord::begun(move_id, org, (source, target), MoveSide::Incoming, 0, now);
     Ok(put_move(state, &record))
 }
 
@@ -468,24 +451,7 @@ fn begin_out(
         }
         .into());
     }
-    let record = MoveRecord {
-        move_id: move_id.to_string(),
-        org_id: org.clone(),
-        source: live.region,
-        target,
-        side: MoveSide::Outgoing,
-        phase: MovePhase::Copying,
-        from_epoch: live.epoch,
-        to_epoch: live.epoch + 1,
-        copy_id: None,
-        staged_records: 0,
-        staged_bytes: 0,
-        bytes_copied: 0,
-        write_pause_ms: None,
-        started_at_ms: now,
-        updated_at_ms: now,
-        reason: None,
-    };
+    let record = MoveRecord::begun(move_id, org, (live.region, target), MoveSide::Outgoing, live.epoch, now);
     Ok(put_move(state, &record))
 }
 
