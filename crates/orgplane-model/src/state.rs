@@ -191,8 +191,8 @@ fn list_page<T: DeserializeOwned>(
     Ok((items, next))
 }
 
-/// Every record under `prefix`, in key order, scanning in bounded chunks.
-fn scan_all<T: DeserializeOwned>(state: &impl StateRead, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StorageFault> {
+/// Every pair under `prefix`, in key order, scanning in bounded chunks.
+fn scan_raw(state: &impl StateRead, prefix: &[u8]) -> Result<Pairs, StorageFault> {
     const CHUNK: usize = 256;
     let end = prefix_end(prefix);
     let mut start = prefix.to_vec();
@@ -203,14 +203,22 @@ fn scan_all<T: DeserializeOwned>(state: &impl StateRead, prefix: &[u8]) -> Resul
         if let Some((last, _)) = rows.last() {
             start = key_after(last);
         }
-        for (key, value) in rows {
-            let record = decode(&key, &value)?;
-            out.push((key, record));
-        }
+        out.extend(rows);
         if done {
             return Ok(out);
         }
     }
+}
+
+/// Every record under `prefix`, in key order, scanning in bounded chunks.
+fn scan_all<T: DeserializeOwned>(state: &impl StateRead, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StorageFault> {
+    scan_raw(state, prefix)?
+        .into_iter()
+        .map(|(key, value)| {
+            let record = decode(&key, &value)?;
+            Ok((key, record))
+        })
+        .collect()
 }
 
 /// Splits a step's outcome into the replicated answer (refusals included) and the storage

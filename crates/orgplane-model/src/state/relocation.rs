@@ -2,7 +2,7 @@
 //! passes, the org's image (every record of it, for the copy), and the apply of each
 //! [`MoveStep`] (see [`crate::relocation`] for the workflow).
 
-use super::{decode, encode, keys, load, prefix_end, QueryError, RequestRecord, StateRead, StateWrite, StorageFault};
+use super::{decode, encode, keys, load, QueryError, RequestRecord, StateRead, StateWrite, StorageFault};
 use crate::command::{Command, CommandOutcome};
 use crate::error::DomainError;
 use crate::id::OrgId;
@@ -14,9 +14,6 @@ use crate::relocation::{Forwarding, MoveNote, MovePhase, MoveRecord, MoveSide, M
 /// One record of an org's image: its key and its value, both UTF-8 (keys are built from
 /// validated names, values are JSON).
 pub type ImageRecord = (String, String);
-
-/// How many keys one scan of the image reads at a time.
-const SCAN_CHUNK: usize = 512;
 
 /// Refuses requests about an org this region no longer serves: moved away (the forwarding
 /// says where, at what epoch), or frozen by a move in progress (retry shortly). Every org
@@ -70,24 +67,6 @@ fn org_prefixes(org: &OrgId) -> Vec<Vec<u8>> {
     ]
 }
 
-/// Every pair under `prefix`, in key order, in bounded scans.
-fn scan_prefix(state: &impl StateRead, prefix: &[u8]) -> Result<super::Pairs, StorageFault> {
-    let end = prefix_end(prefix);
-    let mut start = prefix.to_vec();
-    let mut out = Vec::new();
-    loop {
-        let rows = state.scan(&start, &end, SCAN_CHUNK)?;
-        let done = rows.len() < SCAN_CHUNK;
-        if let Some((last, _)) = rows.last() {
-            start = super::key_after(last);
-        }
-        out.extend(rows);
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
 /// Every record of the org: the org, members, roles, invitations, resources (secrets
 /// included), apps and their bindings, the audit log, and the remembered answers to requests
 /// about it with their time index, so retries stay answered after the move. The index of a
@@ -95,10 +74,10 @@ fn scan_prefix(state: &impl StateRead, prefix: &[u8]) -> Result<super::Pairs, St
 pub fn org_image(state: &impl StateRead, org: &OrgId) -> Result<Vec<ImageRecord>, StorageFault> {
     let mut pairs = Vec::new();
     for prefix in org_prefixes(org) {
-        pairs.extend(scan_prefix(state, &prefix)?);
+        pairs.extend(super::scan_raw(state, &prefix)?);
     }
     let org_text = org.to_string();
-    for (key, value) in scan_prefix(state, b"r/")? {
+    for (key, value) in super::scan_raw(state, b"r/")? {
         let record: RequestRecord = decode(&key, &value)?;
         if record.org_id == org_text {
             let id = String::from_utf8_lossy(&key[2..]).into_owned();
@@ -132,8 +111,8 @@ pub struct Holdings {
 pub fn holdings(state: &impl StateRead, org: &OrgId) -> Result<Holdings, StorageFault> {
     let suffix = format!("/{org}");
     let index_entries =
-        scan_prefix(state, b"u/")?.iter().filter(|(key, _)| key.ends_with(suffix.as_bytes())).count() as u64;
-    let staged = scan_prefix(state, &keys::staged_prefix(org))?.len() as u64;
+        super::scan_raw(state, b"u/")?.iter().filter(|(key, _)| key.ends_with(suffix.as_bytes())).count() as u64;
+    let staged = super::scan_raw(state, &keys::staged_prefix(org))?.len() as u64;
     Ok(Holdings {
         records: org_image(state, org)?.len() as u64 + index_entries + staged,
         forwarding: get_forwarding(state, org)?,
@@ -165,7 +144,7 @@ fn purge_org(state: &mut impl StateWrite, org: &OrgId) -> Result<u64, StorageFau
 
 /// Deletes the staged copy of the org.
 fn drop_staged(state: &mut impl StateWrite, org: &OrgId) -> Result<(), StorageFault> {
-    for (key, _) in scan_prefix(state, &keys::staged_prefix(org))? {
+    for (key, _) in super::scan_raw(state, &keys::staged_prefix(org))? {
         state.delete(key);
     }
     Ok(())
@@ -378,7 +357,7 @@ fn activate(
         .into());
     }
     let prefix = keys::staged_prefix(org);
-    let staged = scan_prefix(state, &prefix)?;
+    let staged = super::scan_raw(state, &prefix)?;
     let mut live_org = None;
     for (staged_key, value) in staged {
         let key = staged_key[prefix.len()..].to_vec();
