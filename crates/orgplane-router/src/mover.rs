@@ -214,10 +214,11 @@ impl RouterApi {
     }
 
     /// Compacts every node of `region`, each on its own (not "any node"): each node's own
-    /// files must forget the org.
+    /// files must forget the org. One at a time, the leader last: a node's store pauses while
+    /// its files are rewritten.
     async fn compact_region(&self, region: Region) -> Result<(), RouterError> {
         let nodes = self.state.table.get(region)?;
-        for node in &nodes.nodes {
+        for node in nodes.leader_last() {
             let mut client = node.moves.clone();
             let mut request = tonic::Request::new(v1::CompactNodeRequest { region: region.to_string(), min_index: 0 });
             request.set_timeout(COMPACT_TIMEOUT);

@@ -319,6 +319,14 @@ impl RegionNodes {
         let _ = self.preferred.compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 
+    /// The nodes in an order that ends with the hinted leader: for work each node must do in
+    /// turn that briefly stalls the node doing it (compacting its files), so the leader goes last.
+    pub(crate) fn leader_last(&self) -> impl Iterator<Item = &Node> {
+        let leader = self.preferred.load(Ordering::Relaxed) % self.nodes.len();
+        let order: Vec<usize> = (1..=self.nodes.len()).map(|i| (leader + i) % self.nodes.len()).collect();
+        order.into_iter().map(move |i| &self.nodes[i])
+    }
+
     /// The node tried first by the next call, for tests of the hint.
     #[cfg(test)]
     fn preferred(&self) -> usize {
@@ -435,6 +443,8 @@ mod tests {
         assert_eq!(nodes.preferred(), 2, "a failure of another node keeps the hint");
         nodes.note_unreachable(2);
         assert_eq!(nodes.preferred(), 0, "a failure of the hinted node moves the hint on");
+        let order: Vec<_> = nodes.leader_last().map(|n| n.endpoint.as_str()).collect();
+        assert_eq!(order, vec!["b:1", "c:1", "a:1"], "every node once, the hinted leader last");
     }
 
     #[test]
