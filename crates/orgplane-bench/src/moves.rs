@@ -297,8 +297,9 @@ impl MoveReport {
             "max ratio",
             "errors",
             "no write lost",
+            "other cores",
         ];
-        let mut right = [true; 17];
+        let mut right = [true; 18];
         right[1] = false;
         right[15] = false;
         right[16] = false;
@@ -332,6 +333,7 @@ impl MoveReport {
                         check.before,
                         check.acknowledged
                     ),
+                    r.other_cores.map_or_else(|| "-".to_string(), |cores| format!("{cores:.2}")),
                 ]
             })
             .collect();
@@ -759,7 +761,8 @@ mod tests {
         assert!(ok.passes());
         assert_eq!((ok.p99_ratio, ok.max_ratio), (2.5, 2.5));
         let lost = MemberCheck { before: 11, acknowledged: 4, failed: 1, after: 14 };
-        let failed = round(&[], &[800], &["DEADLINE_EXCEEDED"], lost);
+        let mut failed = round(&[], &[800], &["DEADLINE_EXCEEDED"], lost);
+        failed.other_cores = None;
         assert!(!failed.passes());
         let report = MoveReport {
             mode: "move".into(),
@@ -773,9 +776,9 @@ mod tests {
         let table = report.to_table();
         let expected = "\
 # orgplane-bench move: 2 writers / 1 conns, 1s before and 1s after each move; latencies in ms
-members  move      records  bytes copied  pause ms  switched ms  done ms  writes before  writes during  p99 before  p99 during  p99 ratio  max before  max during  max ratio  errors               no write lost
-     10  eu -> us       25          9000        40        120.0    300.0              3              1       0.400       1.000      2.50x       0.400       1.000      2.50x  0                    PASS (15 = 11 + 4)
-     10  eu -> us       25          9000        40        120.0    300.0              0              1       0.000       0.800        n/a       0.000       0.800        n/a  DEADLINE_EXCEEDED:1  FAIL (14 = 11 + 4)
+members  move      records  bytes copied  pause ms  switched ms  done ms  writes before  writes during  p99 before  p99 during  p99 ratio  max before  max during  max ratio  errors               no write lost       other cores
+     10  eu -> us       25          9000        40        120.0    300.0              3              1       0.400       1.000      2.50x       0.400       1.000      2.50x  0                    PASS (15 = 11 + 4)         0.50
+     10  eu -> us       25          9000        40        120.0    300.0              0              1       0.000       0.800        n/a       0.000       0.800        n/a  DEADLINE_EXCEEDED:1  FAIL (14 = 11 + 4)            -
 ";
         assert_eq!(table, expected, "\n{table}");
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
