@@ -242,6 +242,25 @@ impl MoveRound {
         errors
     }
 
+    /// The round on one line, as it is printed while the preset runs.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} members, {} -> {}: pause {} ms, done in {:.0} ms, {} writes during, p99 {:.3} -> {:.3} ms, \
+             max {:.3} ms, errors {}, {}",
+            self.members,
+            self.from,
+            self.to,
+            self.write_pause_ms.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            self.done_ms,
+            self.during.ok,
+            self.before.latency.p99_ms,
+            self.during.latency.p99_ms,
+            self.during.latency.max_ms,
+            errors_cell(&self.errors()),
+            if self.no_write_lost { "no write lost" } else { "WRITES LOST" },
+        )
+    }
+
     /// A round passes with no failed write, nothing lost, and the org where it was sent.
     pub fn passes(&self) -> bool {
         self.errors().is_empty() && self.no_write_lost && self.home_region == self.to
@@ -403,17 +422,7 @@ async fn measure_sizes(args: &MoveArgs, target: &Target) -> anyhow::Result<MoveR
         for (from, to) in [(Region::Eu, Region::Us), (Region::Us, Region::Eu)] {
             let round_id = format!("{run_id}-{index}-{to}");
             let round = measure_move(args, &setup, &channels, &org, &round_id, members, (from, to)).await?;
-            eprintln!(
-                "{members} members, {from} -> {to}: pause {} ms, done in {:.0} ms, {} writes during, p99 {:.3} -> {:.3} ms, max {:.3} ms, errors {}, {}",
-                round.write_pause_ms.map_or_else(|| "-".to_string(), |p| p.to_string()),
-                round.done_ms,
-                round.during.ok,
-                round.before.latency.p99_ms,
-                round.during.latency.p99_ms,
-                round.during.latency.max_ms,
-                errors_cell(&round.errors()),
-                if round.no_write_lost { "no write lost" } else { "WRITES LOST" },
-            );
+            eprintln!("{}", round.summary());
             rounds.push(round);
         }
     }
@@ -781,6 +790,11 @@ members  move      records  bytes copied  pause ms  switched ms  done ms  writes
      10  eu -> us       25          9000        40        120.0    300.0              0              1       0.000       0.800        n/a       0.000       0.800        n/a  DEADLINE_EXCEEDED:1  FAIL (14 = 11 + 4)            -
 ";
         assert_eq!(table, expected, "\n{table}");
+        assert_eq!(
+            report.rounds[1].summary(),
+            "10 members, eu -> us: pause 40 ms, done in 300 ms, 1 writes during, p99 0.000 -> 0.800 ms, \
+             max 0.800 ms, errors DEADLINE_EXCEEDED:1, WRITES LOST"
+        );
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["rounds"][0]["p99_ratio"], 2.5);
         assert_eq!(json["rounds"][1]["p99_ratio"], serde_json::Value::Null);
