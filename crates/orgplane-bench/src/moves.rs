@@ -193,6 +193,9 @@ impl MemberCheck {
 pub struct MoveRound {
     /// Members the org was created with (before any writer ran).
     pub members: usize,
+    /// About how many members the org had when the move started: those before the round and
+    /// the writes acknowledged before the move (the writers grow the org as they go).
+    pub members_at_move: u64,
     /// The region the org left.
     pub from: String,
     /// The region it moved to.
@@ -245,9 +248,10 @@ impl MoveRound {
     /// The round on one line, as it is printed while the preset runs.
     pub fn summary(&self) -> String {
         format!(
-            "{} members, {} -> {}: pause {} ms, done in {:.0} ms, {} writes during, p99 {:.3} -> {:.3} ms, \
+            "{} members ({} at the move), {} -> {}: pause {} ms, done in {:.0} ms, {} writes during, p99 {:.3} -> {:.3} ms, \
              max {:.3} ms, errors {}, {}",
             self.members,
+            self.members_at_move,
             self.from,
             self.to,
             self.write_pause_ms.map_or_else(|| "-".to_string(), |p| p.to_string()),
@@ -299,7 +303,8 @@ impl MoveReport {
     /// One row per move.
     pub fn to_table(&self) -> String {
         let headers = [
-            "members",
+            "created with",
+            "members at move",
             "move",
             "records",
             "bytes copied",
@@ -318,10 +323,10 @@ impl MoveReport {
             "no write lost",
             "other cores",
         ];
-        let mut right = [true; 18];
-        right[1] = false;
-        right[15] = false;
+        let mut right = [true; 19];
+        right[2] = false;
         right[16] = false;
+        right[17] = false;
         let ms = |v: f64| format!("{v:.1}");
         let rows: Vec<Vec<String>> = self
             .rounds
@@ -330,6 +335,7 @@ impl MoveReport {
                 let check = &r.member_check;
                 vec![
                     r.members.to_string(),
+                    r.members_at_move.to_string(),
                     format!("{} -> {}", r.from, r.to),
                     r.records.to_string(),
                     r.bytes_copied.to_string(),
@@ -536,6 +542,7 @@ async fn measure_move(
     let record = followed.record;
     Ok(MoveRound {
         members,
+        members_at_move: member_check.before + before.ok,
         from: from.to_string(),
         to: to.to_string(),
         move_id: record.move_id,
@@ -743,6 +750,7 @@ mod tests {
         let (before, during) = (stats(before_us, &[]), stats(during_us, errors));
         MoveRound {
             members: 10,
+            members_at_move: check.before + before.ok,
             from: "eu".into(),
             to: "us".into(),
             move_id: "m1".into(),
@@ -785,14 +793,14 @@ mod tests {
         let table = report.to_table();
         let expected = "\
 # orgplane-bench move: 2 writers / 1 conns, 1s before and 1s after each move; latencies in ms
-members  move      records  bytes copied  pause ms  switched ms  done ms  writes before  writes during  p99 before  p99 during  p99 ratio  max before  max during  max ratio  errors               no write lost       other cores
-     10  eu -> us       25          9000        40        120.0    300.0              3              1       0.400       1.000      2.50x       0.400       1.000      2.50x  0                    PASS (15 = 11 + 4)         0.50
-     10  eu -> us       25          9000        40        120.0    300.0              0              1       0.000       0.800        n/a       0.000       0.800        n/a  DEADLINE_EXCEEDED:1  FAIL (14 = 11 + 4)            -
+created with  members at move  move      records  bytes copied  pause ms  switched ms  done ms  writes before  writes during  p99 before  p99 during  p99 ratio  max before  max during  max ratio  errors               no write lost       other cores
+          10               14  eu -> us       25          9000        40        120.0    300.0              3              1       0.400       1.000      2.50x       0.400       1.000      2.50x  0                    PASS (15 = 11 + 4)         0.50
+          10               11  eu -> us       25          9000        40        120.0    300.0              0              1       0.000       0.800        n/a       0.000       0.800        n/a  DEADLINE_EXCEEDED:1  FAIL (14 = 11 + 4)            -
 ";
         assert_eq!(table, expected, "\n{table}");
         assert_eq!(
             report.rounds[1].summary(),
-            "10 members, eu -> us: pause 40 ms, done in 300 ms, 1 writes during, p99 0.000 -> 0.800 ms, \
+            "10 members (11 at the move), eu -> us: pause 40 ms, done in 300 ms, 1 writes during, p99 0.000 -> 0.800 ms, \
              max 0.800 ms, errors DEADLINE_EXCEEDED:1, WRITES LOST"
         );
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
