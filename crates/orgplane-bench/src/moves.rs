@@ -363,9 +363,9 @@ impl MoveReport {
             })
             .collect();
         format!(
-            "# orgplane-bench move: {} writers / {} conns, {}s before and {}s after each move; latencies in ms\n{}",
-            self.clients,
-            self.conns,
+            "# orgplane-bench move: {}, {}, {}s before and {}s after each move; latencies in ms\n{}",
+            counted(self.clients, "writer"),
+            counted(self.conns, "connection"),
             self.warmup_s,
             self.after_s,
             render_table(&headers, &right, &rows)
@@ -375,6 +375,15 @@ impl MoveReport {
     /// The report as pretty JSON; ratios that divide by zero are `null`.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+/// `1 writer`, `16 writers`.
+fn counted(count: usize, what: &str) -> String {
+    if count == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{count} {what}s")
     }
 }
 
@@ -792,7 +801,7 @@ mod tests {
         };
         let table = report.to_table();
         let expected = "\
-# orgplane-bench move: 2 writers / 1 conns, 1s before and 1s after each move; latencies in ms
+# orgplane-bench move: 2 writers, 1 connection, 1s before and 1s after each move; latencies in ms
 created with  members at move  move      records  bytes copied  pause ms  switched ms  done ms  writes before  writes during  p99 before  p99 during  p99 ratio  max before  max during  max ratio  errors               no write lost       other cores
           10               14  eu -> us       25          9000        40        120.0    300.0              3              1       0.400       1.000      2.50x       0.400       1.000      2.50x  0                    PASS (15 = 11 + 4)         0.50
           10               11  eu -> us       25          9000        40        120.0    300.0              0              1       0.000       0.800        n/a       0.000       0.800        n/a  DEADLINE_EXCEEDED:1  FAIL (14 = 11 + 4)            -
