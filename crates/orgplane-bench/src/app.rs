@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chart(args) => return crate::chart::run(&args),
         Command::Growth(args) => return crate::growth::run(args).await,
         Command::Wan(args) => return crate::wan::run(args).await,
+        Command::Move(args) => return crate::moves::run(args).await,
         Command::Run(args) => {
             let load = args.load.clone();
             (run_workload(args).await?, load)

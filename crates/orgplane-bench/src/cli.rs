@@ -1,6 +1,7 @@
-//! The command line: the modes (`run`, `region`, `router-overhead`; `growth` and `chart` bring
-//! their own arguments) over shared load options, and the small parsers for the values clap
-//! cannot parse on its own (client lists, durations, endpoint lists, mix weights).
+//! The command line: the modes (`run`, `region`, `router-overhead`; `growth`, `chart`, `wan`
+//! and `move` bring their own arguments) over shared load options, and the small parsers for
+//! the values clap cannot parse on its own (client lists, durations, endpoint lists, mix
+//! weights).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ pub enum Command {
     /// through delay proxies; own-region, cross-region and fan-out latency with and without
     /// the delays.
     Wan(crate::wan::WanArgs),
+    /// Moving an org online: writers on one org through the router while it moves EU -> US and
+    /// back, on the embedded dev deployment; the write pause, the move's duration, write latency
+    /// during the move against before it, errors, and a check that no write was lost.
+    Move(crate::moves::MoveArgs),
 }
 
 /// `run`: a workload and a target.

@@ -152,7 +152,7 @@ pub async fn create(
 }
 
 /// Creates the fixture app in `org_id` (two slots, a few KiB of definition) and exports it.
-async fn create_app(
+pub(crate) async fn create_app(
     apps: AppServiceClient<Channel>,
     org_id: &str,
     run_id: &str,
@@ -196,7 +196,7 @@ async fn create_app(
 }
 
 /// Creates one org, retrying with the same request id while the region is unavailable.
-async fn create_org(
+pub(crate) async fn create_org(
     client: OrgServiceClient<Channel>,
     region: Region,
     key: String,

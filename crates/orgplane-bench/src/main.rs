@@ -5,8 +5,8 @@
 //!
 //! Layout:
 //! - [`cli`]: the command line and its value parsers;
-//! - [`app`]: the modes (`run`, `region`, `router-overhead`; `growth` and `chart` have their
-//!   own modules) from target to report;
+//! - [`app`]: the modes (`run`, `region`, `router-overhead`; `growth`, `chart`, `wan` and
+//!   `move` have their own modules) from target to report;
 //! - [`targets`]: external endpoints, or an embedded region or dev deployment;
 //! - [`fixtures`]: the orgs and members created before the clock starts;
 //! - [`workload`]: the operations, their weights, and building each request;
@@ -15,7 +15,8 @@
 //! - [`cpu`]: CPU used during a run, from `/proc`;
 //! - [`growth`]: the `growth` preset: node processes, preload, footprint, restart, catch-up;
 //! - [`chart`]: PNG charts drawn from the JSON reports;
-//! - [`wan`]: the `wan` preset: delay proxies between regions, a router per region.
+//! - [`wan`]: the `wan` preset: delay proxies between regions, a router per region;
+//! - [`moves`]: the `move` preset: an org moved between regions and back under writes.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,7 @@ mod cli;
 mod cpu;
 mod fixtures;
 mod growth;
+mod moves;
 mod report;
 mod runner;
 mod targets;
