@@ -364,7 +364,12 @@ async fn drive_until(world: &World, org: &str, dies_after: DiesAfter) -> String 
         return move_id;
     }
     let copy = image(&world.eu, org, &move_id).await;
-    step(&world.us, org, MoveStep::Stage { move_id: id(), copy_id: "first".into(), first: true, records: copy }).await;
+    step(
+        &world.us,
+        org,
+        MoveStep::Stage { move_id: id(), copy_id: "first".into(), first: true, records: copy, deletes: vec![] },
+    )
+    .await;
     check("first copy").await;
     if dies_after == DiesAfter::FirstCopy {
         return move_id;
@@ -379,7 +384,12 @@ async fn drive_until(world: &World, org: &str, dies_after: DiesAfter) -> String 
     }
     let copy = image(&world.eu, org, &move_id).await;
     let records = copy.len() as u64;
-    step(&world.us, org, MoveStep::Stage { move_id: id(), copy_id: "tail".into(), first: true, records: copy }).await;
+    step(
+        &world.us,
+        org,
+        MoveStep::Stage { move_id: id(), copy_id: "tail".into(), first: true, records: copy, deletes: vec![] },
+    )
+    .await;
     step(&world.us, org, MoveStep::Activate { move_id: id(), copy_id: "tail".into(), records, to_epoch: 2 }).await;
     assert_eq!(serving_regions(world, org).await, vec![Region::Us], "switched: only the target serves");
     if dies_after == DiesAfter::Switch {

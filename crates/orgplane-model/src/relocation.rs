@@ -170,11 +170,20 @@ pub enum MoveStep {
     Reserve { move_id: String, source: Region, target: Region },
     /// Target: record the next phase (a compare-and-set from `from`), with what was learned.
     Advance { move_id: String, from: MovePhase, to: MovePhase, note: MoveNote },
-    /// Target: stage records of copy `copy_id`; `first` starts the copy anew (dropping any
-    /// earlier staged copy).
-    Stage { move_id: String, copy_id: String, first: bool, records: Vec<(String, String)> },
-    /// Target: the staged copy `copy_id`, of `records` records, becomes the live org at
-    /// epoch `to_epoch`.
+    /// Target: stage records of copy `copy_id`, and drop the staged records at `deletes`;
+    /// `first` starts the copy anew (dropping any earlier staged copy). A frozen copy is staged
+    /// as the difference from the copy taken while the source still served, when the driver
+    /// still has that one.
+    Stage {
+        move_id: String,
+        copy_id: String,
+        first: bool,
+        records: Vec<(String, String)>,
+        #[serde(default)]
+        deletes: Vec<String>,
+    },
+    /// Target: the staged copy `copy_id`, which must hold exactly `records` records, becomes
+    /// the live org at epoch `to_epoch`.
     Activate { move_id: String, copy_id: String, records: u64, to_epoch: u64 },
     /// Target: roll back (refused once switched).
     AbortIn { move_id: String, reason: String },
@@ -218,6 +227,17 @@ impl MoveStep {
             MoveStep::AbortOut { .. } => "abort_out",
         }
     }
+}
+
+/// What turns the staged copy `old` into `new`: the records to write (new or changed) and the
+/// keys to delete. Both images are in key order (as [`crate::state::org_image`] gives them, up
+/// to its request records, which are sorted here too).
+pub fn image_delta(old: &[(String, String)], new: &[(String, String)]) -> (Vec<(String, String)>, Vec<String>) {
+    let old: std::collections::BTreeMap<&str, &str> = old.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let new_keys: std::collections::BTreeSet<&str> = new.iter().map(|(k, _)| k.as_str()).collect();
+    let writes = new.iter().filter(|(k, v)| old.get(k.as_str()) != Some(&v.as_str())).cloned().collect();
+    let deletes = old.keys().filter(|k| !new_keys.contains(*k)).map(|k| k.to_string()).collect();
+    (writes, deletes)
 }
 
 /// What a step answers: the side's record after it, or the forwarding once the source let go.

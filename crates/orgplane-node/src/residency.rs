@@ -69,19 +69,20 @@ pub(crate) async fn of_node(core: &NodeCore, org: &OrgId, extra: &[String]) -> R
     })
 }
 
-/// Builds a snapshot of everything applied (at least `min_index`), purges the log up to it,
-/// then rewrites the store's files with live data only. Bounded by `wait`.
+/// Builds a snapshot of everything committed when called (and at least `min_index`), purges
+/// the log up to it, then rewrites the store's files with live data only. Bounded by `wait`.
 pub(crate) async fn compact(core: &NodeCore, min_index: u64, wait: Duration) -> Result<CompactNodeResponse, NodeError> {
     let unavailable = |reason: String| NodeError::Unavailable { region: core.region, reason };
     let raft = &core.raft;
-    let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
-    if applied < min_index {
-        raft.wait(Some(wait))
-            .applied_index_at_least(Some(min_index), "applied up to the compaction's index")
-            .await
-            .map_err(|e| unavailable(format!("node {} has not applied index {min_index}: {e}", core.node_id)))?;
-    }
-    let target = applied.max(min_index);
+    // Everything committed before the call (the change whose bytes must go, say) is applied
+    // here before the snapshot: a node still catching up would otherwise snapshot, purge and
+    // rewrite its files before it applied the deletion, and keep the bytes.
+    let committed = core.reader.linearize().await.map_err(|source| NodeError::Read { region: core.region, source })?;
+    let target = committed.max(min_index);
+    raft.wait(Some(wait))
+        .applied_index_at_least(Some(target), "applied up to the compaction's index")
+        .await
+        .map_err(|e| unavailable(format!("node {} has not applied index {target}: {e}", core.node_id)))?;
     raft.trigger().snapshot().await.map_err(|e| unavailable(format!("cannot build a snapshot: {e}")))?;
     let metrics = raft
         .wait(Some(wait))

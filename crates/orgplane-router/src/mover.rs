@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use orgplane_model::relocation::{MoveNote, MovePhase, MoveStep};
+use orgplane_model::relocation::{image_delta, MoveNote, MovePhase, MoveStep};
 use orgplane_model::{OrgId, Region};
 use orgplane_proto::v1::{self, apply_move_step_response, OrgMove};
 use tonic::Code;
@@ -70,6 +70,25 @@ impl Movers {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<OrgId>> {
         self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// One staging pass at the target.
+struct StagedCopy {
+    copy_id: String,
+    first: bool,
+    records: Vec<(String, String)>,
+    deletes: Vec<String>,
+}
+
+/// What one driver remembers between steps (a driver that takes a move over starts without).
+#[derive(Default)]
+struct DriverMemory {
+    /// When this driver froze the source, for the write pause.
+    frozen_at: Option<Instant>,
+    write_pause_ms: Option<u64>,
+    /// The copy this driver staged while the source still served: the frozen copy is staged
+    /// as the difference from it, so the write pause does not grow with the org.
+    first_copy: Option<(String, Vec<(String, String)>)>,
 }
 
 /// What a region answered to a move step.
@@ -184,16 +203,10 @@ impl RouterApi {
         }
     }
 
-    /// Stages `records` at the target as copy `copy_id`, in bounded commands.
-    async fn stage(
-        &self,
-        target: Region,
-        org: &OrgId,
-        move_id: &str,
-        records: Vec<(String, String)>,
-    ) -> Result<(String, u64), RouterError> {
-        let copy_id = uuid::Uuid::new_v4().simple().to_string();
-        let total = records.len() as u64;
+    /// Stages `records` (and drops the staged `deletes`) at the target as copy `copy_id`, in
+    /// bounded commands; `first` starts the copy anew.
+    async fn stage(&self, target: Region, org: &OrgId, move_id: &str, copy: StagedCopy) -> Result<(), RouterError> {
+        let StagedCopy { copy_id, first, records, deletes } = copy;
         let mut chunks: Vec<Vec<(String, String)>> = vec![Vec::new()];
         let mut bytes = 0;
         for record in records {
@@ -205,12 +218,18 @@ impl RouterApi {
             bytes += size;
             chunks.last_mut().expect("one chunk at least").push(record);
         }
+        let mut deletes = Some(deletes);
         for (i, chunk) in chunks.into_iter().enumerate() {
-            let step =
-                MoveStep::Stage { move_id: move_id.into(), copy_id: copy_id.clone(), first: i == 0, records: chunk };
+            let step = MoveStep::Stage {
+                move_id: move_id.into(),
+                copy_id: copy_id.clone(),
+                first: first && i == 0,
+                records: chunk,
+                deletes: deletes.take().unwrap_or_default(),
+            };
             self.move_step(target, org, step).await?;
         }
-        Ok((copy_id, total))
+        Ok(())
     }
 
     /// Compacts every node of `region`, each on its own (not "any node"): each node's own
@@ -291,11 +310,9 @@ impl RouterApi {
         let move_id = record.move_id.as_str();
         let started = Instant::now();
         let mut pause = RETRY_FIRST;
-        // When this driver froze the source, for the write pause.
-        let mut frozen_at: Option<Instant> = None;
-        let mut write_pause_ms: Option<u64> = None;
+        let mut memory = DriverMemory::default();
         loop {
-            let step = self.drive_once(org, source, target, move_id, &mut frozen_at, &mut write_pause_ms).await;
+            let step = self.drive_once(org, (source, target), move_id, &mut memory).await;
             match step {
                 Ok(Some(end)) => return Ok(end),
                 Ok(None) => pause = RETRY_FIRST,
@@ -313,11 +330,9 @@ impl RouterApi {
     async fn drive_once(
         &self,
         org: &OrgId,
-        source: Region,
-        target: Region,
+        (source, target): (Region, Region),
         move_id: &str,
-        frozen_at: &mut Option<Instant>,
-        write_pause_ms: &mut Option<u64>,
+        memory: &mut DriverMemory,
     ) -> Result<Option<MovePhase>, RouterError> {
         let Some(record) = self.target_record(target, org, move_id).await? else {
             return Err(RouterError::InvalidArgument {
@@ -360,8 +375,12 @@ impl RouterApi {
                 if !holds_org_record(&image, org) {
                     return self.abort_deleted(target, org, move_id).await;
                 }
-                self.stage(target, org, move_id, image).await?;
-                *frozen_at = Some(Instant::now());
+                let copy_id = uuid::Uuid::new_v4().simple().to_string();
+                let copy =
+                    StagedCopy { copy_id: copy_id.clone(), first: true, records: image.clone(), deletes: Vec::new() };
+                self.stage(target, org, move_id, copy).await?;
+                memory.first_copy = Some((copy_id, image));
+                memory.frozen_at = Some(Instant::now());
                 self.move_step(source, org, MoveStep::Freeze { move_id: id() }).await?;
                 let note = MoveNote::default();
                 self.move_step(
@@ -372,20 +391,42 @@ impl RouterApi {
                 .await?;
             }
             MovePhase::Frozen => {
-                let frozen_since = *frozen_at.get_or_insert_with(Instant::now);
+                let frozen_since = *memory.frozen_at.get_or_insert_with(Instant::now);
                 let image = self.export_image(source, org, move_id).await?;
                 if !holds_org_record(&image, org) {
                     return self.abort_deleted(target, org, move_id).await;
                 }
-                let (copy_id, records) = self.stage(target, org, move_id, image).await?;
+                let records = image.len() as u64;
+                // The difference from this driver's first copy when it is the one staged;
+                // otherwise (another driver's copy, or none) the whole frozen copy.
+                let copy = match memory.first_copy.take() {
+                    Some((copy_id, first)) if record.copy_id == copy_id => {
+                        let (writes, deletes) = image_delta(&first, &image);
+                        tracing::debug!(
+                            writes = writes.len(),
+                            deletes = deletes.len(),
+                            records,
+                            "staging the frozen copy as a delta"
+                        );
+                        StagedCopy { copy_id, first: false, records: writes, deletes }
+                    }
+                    _ => StagedCopy {
+                        copy_id: uuid::Uuid::new_v4().simple().to_string(),
+                        first: true,
+                        records: image,
+                        deletes: Vec::new(),
+                    },
+                };
+                let copy_id = copy.copy_id.clone();
+                self.stage(target, org, move_id, copy).await?;
                 let to_epoch = record.from_epoch + 1;
                 self.move_step(target, org, MoveStep::Activate { move_id: id(), copy_id, records, to_epoch }).await?;
-                *write_pause_ms = Some(frozen_since.elapsed().as_millis() as u64);
-                tracing::info!(write_pause_ms = ?write_pause_ms, to_epoch, "org switched to its new region");
+                memory.write_pause_ms = Some(frozen_since.elapsed().as_millis() as u64);
+                tracing::info!(write_pause_ms = ?memory.write_pause_ms, to_epoch, "org switched to its new region");
             }
             MovePhase::Switched => {
                 self.move_step(source, org, MoveStep::FinishOut { move_id: id(), epoch: record.to_epoch }).await?;
-                let note = MoveNote { from_epoch: None, write_pause_ms: *write_pause_ms };
+                let note = MoveNote { from_epoch: None, write_pause_ms: memory.write_pause_ms };
                 self.move_step(
                     target,
                     org,

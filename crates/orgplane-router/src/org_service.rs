@@ -24,7 +24,7 @@ use crate::stack::NodeService;
 const MAX_FORWARDING_HOPS: usize = 3;
 /// The first and the longest wait before asking a region again about an org it is moving away.
 const MOVING_PAUSE_FIRST: std::time::Duration = std::time::Duration::from_millis(25);
-const MOVING_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(400);
+const MOVING_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RouterApi {
     /// Routes one request to its region and returns the region's answer. Logs the method,

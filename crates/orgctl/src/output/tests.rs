@@ -221,6 +221,7 @@ fn org_move(phase: &str) -> v1::OrgMove {
         update_time_ms: 1_714_564_803_250,
         reason: String::new(),
         side: "incoming".into(),
+        copy_id: String::new(),
     }
 }
 

@@ -163,8 +163,8 @@ pub(super) fn apply_step(
     let state_after = match step {
         MoveStep::Reserve { move_id, source, target } => reserve(state, org, move_id, *source, *target, now)?,
         MoveStep::Advance { move_id, from, to, note } => advance(state, org, move_id, *from, *to, note, now)?,
-        MoveStep::Stage { move_id, copy_id, first, records } => {
-            stage(state, org, move_id, copy_id, *first, records, now)?
+        MoveStep::Stage { move_id, copy_id, first, records, deletes } => {
+            stage(state, org, move_id, copy_id, *first, (records, deletes), now)?
         }
         MoveStep::Activate { move_id, copy_id, records, to_epoch } => {
             let was_switched = get_move(state, org)?.is_some_and(|m| m.phase.is_switched());
@@ -293,14 +293,14 @@ fn stage(
     move_id: &str,
     copy_id: &str,
     first: bool,
-    records: &[(String, String)],
+    (records, deletes): (&[(String, String)], &[String]),
     now: u64,
 ) -> Result<MoveState, QueryError> {
     let mut record = require_move(state, org, move_id, MoveSide::Incoming)?;
     if !matches!(record.phase, MovePhase::Copying | MovePhase::Frozen) {
         return Err(refuse(format!("move {move_id} of org {org} is {}: nothing to stage", record.phase.as_str())));
     }
-    if let Some((key, _)) = records.iter().find(|(key, _)| !belongs_to(org, key)) {
+    if let Some(key) = records.iter().map(|(key, _)| key).chain(deletes).find(|key| !belongs_to(org, key)) {
         return Err(DomainError::InvalidArgument {
             field: "records".into(),
             reason: format!("{key:?} is not a record of org {org}"),
@@ -316,6 +316,9 @@ fn stage(
         return Err(refuse(format!("copy {copy_id} of move {move_id} was replaced by a newer copy")));
     }
     let prefix = keys::staged_prefix(org);
+    for key in deletes {
+        state.delete([prefix.as_slice(), key.as_bytes()].concat());
+    }
     for (key, value) in records {
         let bytes = (key.len() + value.len()) as u64;
         record.staged_records += 1;
@@ -343,10 +346,13 @@ fn activate(
     if record.phase != MovePhase::Frozen {
         return Err(refuse(format!("move {move_id} of org {org} is {}, not frozen", record.phase.as_str())));
     }
-    if record.copy_id.as_deref() != Some(copy_id) || record.staged_records != records {
+    let prefix = keys::staged_prefix(org);
+    let staged = super::scan_raw(state, &prefix)?;
+    if record.copy_id.as_deref() != Some(copy_id) || staged.len() as u64 != records {
         return Err(refuse(format!(
             "the staged copy of move {move_id} is not copy {copy_id} of {records} records (it holds {} of {:?})",
-            record.staged_records, record.copy_id
+            staged.len(),
+            record.copy_id
         )));
     }
     if to_epoch <= record.from_epoch {
@@ -356,8 +362,6 @@ fn activate(
         }
         .into());
     }
-    let prefix = keys::staged_prefix(org);
-    let staged = super::scan_raw(state, &prefix)?;
     let mut live_org = None;
     for (staged_key, value) in staged {
         let key = staged_key[prefix.len()..].to_vec();
@@ -381,6 +385,7 @@ fn activate(
     state.put(keys::org_key(org), encode(&live));
     state.delete(keys::forwarding(org));
     record.phase = MovePhase::Switched;
+    record.staged_records = records;
     record.to_epoch = to_epoch;
     record.updated_at_ms = now;
     Ok(put_move(state, &record))

@@ -111,8 +111,12 @@ fn move_until_switch(source: &mut World, target: &mut World, org: &OrgId) {
     )
     .unwrap();
     let early = org_image(&source.state, org).unwrap();
-    step(target, org, MoveStep::Stage { move_id: MOVE.into(), copy_id: "c1".into(), first: true, records: early })
-        .unwrap();
+    step(
+        target,
+        org,
+        MoveStep::Stage { move_id: MOVE.into(), copy_id: "c1".into(), first: true, records: early, deletes: vec![] },
+    )
+    .unwrap();
     step(source, org, MoveStep::Freeze { move_id: MOVE.into() }).unwrap();
     step(
         target,
@@ -130,13 +134,25 @@ fn move_until_switch(source: &mut World, target: &mut World, org: &OrgId) {
     step(
         target,
         org,
-        MoveStep::Stage { move_id: MOVE.into(), copy_id: "c2".into(), first: true, records: first.to_vec() },
+        MoveStep::Stage {
+            move_id: MOVE.into(),
+            copy_id: "c2".into(),
+            first: true,
+            records: first.to_vec(),
+            deletes: vec![],
+        },
     )
     .unwrap();
     step(
         target,
         org,
-        MoveStep::Stage { move_id: MOVE.into(), copy_id: "c2".into(), first: false, records: rest.to_vec() },
+        MoveStep::Stage {
+            move_id: MOVE.into(),
+            copy_id: "c2".into(),
+            first: false,
+            records: rest.to_vec(),
+            deletes: vec![],
+        },
     )
     .unwrap();
     let records = frozen.len() as u64;
@@ -236,20 +252,26 @@ fn a_stale_copy_cannot_be_activated_and_staging_needs_the_newest_copy() {
     step(
         &mut target,
         &org,
-        MoveStep::Stage { move_id: MOVE.into(), copy_id: "a".into(), first: true, records: image.clone() },
+        MoveStep::Stage {
+            move_id: MOVE.into(),
+            copy_id: "a".into(),
+            first: true,
+            records: image.clone(),
+            deletes: vec![],
+        },
     )
     .unwrap();
     // Another driver starts a copy of its own: the first one's later chunks are refused.
     step(
         &mut target,
         &org,
-        MoveStep::Stage { move_id: MOVE.into(), copy_id: "b".into(), first: true, records: vec![] },
+        MoveStep::Stage { move_id: MOVE.into(), copy_id: "b".into(), first: true, records: vec![], deletes: vec![] },
     )
     .unwrap();
     let late = step(
         &mut target,
         &org,
-        MoveStep::Stage { move_id: MOVE.into(), copy_id: "a".into(), first: false, records: image },
+        MoveStep::Stage { move_id: MOVE.into(), copy_id: "a".into(), first: false, records: image, deletes: vec![] },
     );
     assert!(matches!(late, Err(DomainError::FailedPrecondition { .. })), "{late:?}");
     step(
@@ -296,8 +318,12 @@ fn a_move_aborts_until_the_switch_and_only_completes_after_it() {
     )
     .unwrap();
     let image = org_image(&source.state, &org).unwrap();
-    step(&mut target, &org, MoveStep::Stage { move_id: MOVE.into(), copy_id: "a".into(), first: true, records: image })
-        .unwrap();
+    step(
+        &mut target,
+        &org,
+        MoveStep::Stage { move_id: MOVE.into(), copy_id: "a".into(), first: true, records: image, deletes: vec![] },
+    )
+    .unwrap();
     step(&mut target, &org, MoveStep::AbortIn { move_id: MOVE.into(), reason: "ops asked".into() }).unwrap();
     step(&mut source, &org, MoveStep::AbortOut { move_id: MOVE.into() }).unwrap();
     assert_eq!(keys_of(&target.state, &org), vec![format!("mv/{org}")], "the target keeps only the aborted record");
@@ -344,4 +370,61 @@ fn concurrent_moves_and_moves_of_what_is_not_here_are_refused() {
         Op::Relocate { org_id: org.clone(), step: MoveStep::Freeze { move_id: MOVE.into() } },
     );
     assert!(matches!(member, Err(DomainError::PermissionDenied { .. })), "only platform admins move orgs: {member:?}");
+}
+
+#[test]
+fn the_frozen_copy_staged_as_a_delta_of_the_first_one_moves_the_org_whole() {
+    let mut source = World::new();
+    let mut target = World::other_region();
+    let org = rich_org(&mut source);
+    step(&mut target, &org, MoveStep::Reserve { move_id: MOVE.into(), source: Region::Eu, target: Region::Us })
+        .unwrap();
+    step(&mut source, &org, MoveStep::BeginOut { move_id: MOVE.into(), target: Region::Us }).unwrap();
+    let note = MoveNote { from_epoch: Some(1), write_pause_ms: None };
+    step(
+        &mut target,
+        &org,
+        MoveStep::Advance { move_id: MOVE.into(), from: MovePhase::Reserved, to: MovePhase::Copying, note },
+    )
+    .unwrap();
+    let early = org_image(&source.state, &org).unwrap();
+    let staged = MoveStep::Stage {
+        move_id: MOVE.into(),
+        copy_id: "c1".into(),
+        first: true,
+        records: early.clone(),
+        deletes: vec![],
+    };
+    step(&mut target, &org, staged).unwrap();
+    // The source keeps serving while the copy is staged: a member comes, another goes.
+    let alice = Actor::user("alice");
+    source.run(&alice, Op::AddMember { org_id: org.clone(), user_id: "late".into(), role: Role::Agent }).unwrap();
+    source.run(&alice, Op::RemoveMember { org_id: org.clone(), user_id: "bob".into() }).unwrap();
+    step(&mut source, &org, MoveStep::Freeze { move_id: MOVE.into() }).unwrap();
+    let note = MoveNote::default();
+    step(
+        &mut target,
+        &org,
+        MoveStep::Advance { move_id: MOVE.into(), from: MovePhase::Copying, to: MovePhase::Frozen, note },
+    )
+    .unwrap();
+    let frozen = org_image(&source.state, &org).unwrap();
+    let (writes, deletes) = crate::relocation::image_delta(&early, &frozen);
+    assert!(writes.len() < frozen.len() / 2, "the delta is small: {} of {}", writes.len(), frozen.len());
+    assert!(deletes.iter().any(|k| k.ends_with("/bob")), "bob's membership goes: {deletes:?}");
+    let delta = MoveStep::Stage { move_id: MOVE.into(), copy_id: "c1".into(), first: false, records: writes, deletes };
+    step(&mut target, &org, delta).unwrap();
+    let records = frozen.len() as u64;
+    step(&mut target, &org, MoveStep::Activate { move_id: MOVE.into(), copy_id: "c1".into(), records, to_epoch: 2 })
+        .unwrap();
+
+    let moved: BTreeMap<_, _> = org_image(&target.state, &org).unwrap().into_iter().collect();
+    for (key, value) in &frozen {
+        if !(key.starts_with("o/") || key.starts_with("an/")) {
+            assert_eq!(moved.get(key), Some(value), "{key} differs after the move");
+        }
+    }
+    assert!(get_member(&target.state, &org, "late").unwrap().is_some());
+    assert!(get_member(&target.state, &org, "bob").unwrap().is_none());
+    assert_eq!(list_user_orgs(&target.state, "bob", None, 10).unwrap().0.len(), 0, "bob's index entry never arrives");
 }

@@ -28,6 +28,7 @@ pub fn move_to_wire(record: &MoveRecord) -> v1::OrgMove {
         start_time_ms: record.started_at_ms,
         update_time_ms: record.updated_at_ms,
         reason: record.reason.clone().unwrap_or_default(),
+        copy_id: record.copy_id.clone().unwrap_or_default(),
         side: match record.side {
             MoveSide::Incoming => "incoming",
             MoveSide::Outgoing => "outgoing",
