@@ -21,8 +21,9 @@
 //! - `t/{issued_at_ms:020}/{request_id}`: index of request ids by time, for expiry;
 //! - `mv/{org_id}`: a [`MoveRecord`] of the org's move in or out of this region;
 //! - `fw/{org_id}`: the [`Forwarding`] of an org that moved away;
-//! - `sg/{org_id}/{key}`: a moving org's records staged here (any of the keys above) until the
-//!   switch makes them live.
+//! - `sg/{org_id}`: a moving org's own [`Org`] record, staged here until the switch makes it
+//!   live; the org's other records are staged in place (nothing reaches them meanwhile: every
+//!   access passes the placement check, and a user's index skips orgs not live here).
 //!
 //! Layout of the module: this file has the traits, the codec and [`apply`]; `orgs`, `roles`,
 //! `invitations`, `resources` and `audit_log` each have their ops and queries; `keys` the key

@@ -104,7 +104,8 @@ pub(super) fn org_move(org: &OrgId) -> Vec<u8> {
 pub(super) fn forwarding(org: &OrgId) -> Vec<u8> {
     format!("fw/{org}").into_bytes()
 }
-/// The prefix of a move's staged copy: `sg/{org}/` then the record's own key.
-pub(super) fn staged_prefix(org: &OrgId) -> Vec<u8> {
-    format!("sg/{org}/").into_bytes()
+/// A moving org's own record, staged here until the switch makes it live (its other records
+/// are staged in place: nothing reaches them while the org record is not live).
+pub(super) fn staged_org(org: &OrgId) -> Vec<u8> {
+    format!("sg/{org}").into_bytes()
 }

@@ -31,6 +31,10 @@ pub fn check_served_here(state: &impl StateRead, org: &OrgId) -> Result<(), Quer
         Some(mv) if mv.side == MoveSide::Outgoing && mv.phase == MovePhase::Frozen => {
             Err(DomainError::OrgMoving { org_id: org.to_string(), region: mv.target.to_string() }.into())
         }
+        // Being moved here: its records are staged in place, but it does not live here yet.
+        Some(mv) if mv.side == MoveSide::Incoming && !mv.phase.is_switched() && !mv.phase.is_final() => {
+            Err(DomainError::org_not_found(org).into())
+        }
         _ => Ok(()),
     }
 }
@@ -112,7 +116,7 @@ pub fn holdings(state: &impl StateRead, org: &OrgId) -> Result<Holdings, Storage
     let suffix = format!("/{org}");
     let index_entries =
         super::scan_raw(state, b"u/")?.iter().filter(|(key, _)| key.ends_with(suffix.as_bytes())).count() as u64;
-    let staged = super::scan_raw(state, &keys::staged_prefix(org))?.len() as u64;
+    let staged = u64::from(state.get(&keys::staged_org(org))?.is_some());
     Ok(Holdings {
         records: org_image(state, org)?.len() as u64 + index_entries + staged,
         forwarding: get_forwarding(state, org)?,
@@ -142,12 +146,45 @@ fn purge_org(state: &mut impl StateWrite, org: &OrgId) -> Result<u64, StorageFau
     Ok(removed)
 }
 
-/// Deletes the staged copy of the org.
+/// Deletes the staged copy of the org (in place, with its members' index entries).
 fn drop_staged(state: &mut impl StateWrite, org: &OrgId) -> Result<(), StorageFault> {
-    for (key, _) in super::scan_raw(state, &keys::staged_prefix(org))? {
-        state.delete(key);
-    }
+    purge_org(state, org)?;
+    state.delete(keys::staged_org(org));
     Ok(())
+}
+
+/// Where a record of a moving org is staged: the org record aside, the rest in place.
+fn staged_key(org: &OrgId, key: &str) -> Vec<u8> {
+    if key.as_bytes() == keys::org_key(org) {
+        keys::staged_org(org)
+    } else {
+        key.as_bytes().to_vec()
+    }
+}
+
+/// Stages one record; a membership with its entry in the user's index. Returns whether the
+/// key was new.
+fn put_staged(state: &mut impl StateWrite, org: &OrgId, key: &str, value: &str) -> Result<bool, StorageFault> {
+    let at = staged_key(org, key);
+    let new = state.get(&at)?.is_none();
+    if key.starts_with("m/") {
+        super::orgs::put_member(state, &decode::<Member>(key.as_bytes(), value.as_bytes())?);
+    } else {
+        state.put(at, value.as_bytes().to_vec());
+    }
+    Ok(new)
+}
+
+/// Drops one staged record (a membership with its index entry). Returns whether it was there.
+fn delete_staged(state: &mut impl StateWrite, org: &OrgId, key: &str) -> Result<bool, StorageFault> {
+    let at = staged_key(org, key);
+    let Some(value) = state.get(&at)? else { return Ok(false) };
+    if key.starts_with("m/") {
+        let member: Member = decode(key.as_bytes(), &value)?;
+        state.delete(keys::user_org(&member.user_id, org));
+    }
+    state.delete(at);
+    Ok(true)
 }
 
 /// Applies one move step. Only a platform admin (or the system) may; nothing else about the
@@ -315,16 +352,18 @@ fn stage(
     } else if record.copy_id.as_deref() != Some(copy_id) {
         return Err(refuse(format!("copy {copy_id} of move {move_id} was replaced by a newer copy")));
     }
-    let prefix = keys::staged_prefix(org);
     for key in deletes {
-        state.delete([prefix.as_slice(), key.as_bytes()].concat());
+        if delete_staged(state, org, key)? {
+            record.staged_records = record.staged_records.saturating_sub(1);
+        }
     }
     for (key, value) in records {
         let bytes = (key.len() + value.len()) as u64;
-        record.staged_records += 1;
+        if put_staged(state, org, key, value)? {
+            record.staged_records += 1;
+        }
         record.staged_bytes += bytes;
         record.bytes_copied += bytes;
-        state.put([prefix.as_slice(), key.as_bytes()].concat(), value.as_bytes().to_vec());
     }
     record.updated_at_ms = now;
     Ok(put_move(state, &record))
@@ -346,13 +385,10 @@ fn activate(
     if record.phase != MovePhase::Frozen {
         return Err(refuse(format!("move {move_id} of org {org} is {}, not frozen", record.phase.as_str())));
     }
-    let prefix = keys::staged_prefix(org);
-    let staged = super::scan_raw(state, &prefix)?;
-    if record.copy_id.as_deref() != Some(copy_id) || staged.len() as u64 != records {
+    if record.copy_id.as_deref() != Some(copy_id) || record.staged_records != records {
         return Err(refuse(format!(
             "the staged copy of move {move_id} is not copy {copy_id} of {records} records (it holds {} of {:?})",
-            staged.len(),
-            record.copy_id
+            record.staged_records, record.copy_id
         )));
     }
     if to_epoch <= record.from_epoch {
@@ -362,20 +398,8 @@ fn activate(
         }
         .into());
     }
-    let mut live_org = None;
-    for (staged_key, value) in staged {
-        let key = staged_key[prefix.len()..].to_vec();
-        state.delete(staged_key);
-        if key.starts_with(b"m/") {
-            // Writes the membership and its entry in the user's index together.
-            super::orgs::put_member(state, &decode::<Member>(&key, &value)?);
-            continue;
-        }
-        if key == keys::org_key(org) {
-            live_org = Some(decode::<Org>(&key, &value)?);
-        }
-        state.put(key, value);
-    }
+    // The records are in place already; going live is the org record's move, in O(1).
+    let live_org: Option<Org> = load(state, &keys::staged_org(org))?;
     let Some(mut live) = live_org else {
         return Err(refuse(format!("the staged copy of move {move_id} holds no org record")));
     };
@@ -383,6 +407,7 @@ fn activate(
     live.epoch = to_epoch;
     live.updated_at_ms = now;
     state.put(keys::org_key(org), encode(&live));
+    state.delete(keys::staged_org(org));
     state.delete(keys::forwarding(org));
     record.phase = MovePhase::Switched;
     record.staged_records = records;

@@ -414,9 +414,15 @@ fn the_frozen_copy_staged_as_a_delta_of_the_first_one_moves_the_org_whole() {
     assert!(deletes.iter().any(|k| k.ends_with("/bob")), "bob's membership goes: {deletes:?}");
     let delta = MoveStep::Stage { move_id: MOVE.into(), copy_id: "c1".into(), first: false, records: writes, deletes };
     step(&mut target, &org, delta).unwrap();
+    // Staged in place, yet nothing of it is reachable at the target before the switch.
+    let staged_read = crate::policy::authorize_query(&target.state, &alice, Some(&org), crate::QueryKind::ListMembers);
+    assert_eq!(staged_read, Err(QueryError::Domain(DomainError::org_not_found(&org))));
+    assert!(list_user_orgs(&target.state, "alice", None, 10).unwrap().0.is_empty());
+    assert!(get_org(&target.state, &org).unwrap().is_none());
     let records = frozen.len() as u64;
     step(&mut target, &org, MoveStep::Activate { move_id: MOVE.into(), copy_id: "c1".into(), records, to_epoch: 2 })
         .unwrap();
+    assert_eq!(list_user_orgs(&target.state, "alice", None, 10).unwrap().0.len(), 1, "live: listed");
 
     let moved: BTreeMap<_, _> = org_image(&target.state, &org).unwrap().into_iter().collect();
     for (key, value) in &frozen {
