@@ -56,7 +56,9 @@ impl RouterApi {
         let mut message = request.into_inner();
         let mut region = None;
         let result = async {
-            let home_by_id = self.state.table.route(&message)?.region;
+            // The id's region (validated here) unless a forwarding answer said the org moved:
+            // a router may not serve the region an org was created in, only the one it moved to.
+            let home_by_id = message.region_key()?;
             let org = message.org_id().and_then(|id| id.parse::<OrgId>().ok());
             let mut placement = org.as_ref().and_then(|org| self.state.placements.get(org));
             message.ensure_request_id();
@@ -90,7 +92,8 @@ impl RouterApi {
                     }
                 }
                 if status.metadata().contains_key(MOVING_TO_HEADER) && retry_after_send_is_safe {
-                    // Frozen by a move: writes pause until the switch (seconds), so wait here
+                    // Frozen by a move: writes pause until the switch (well under a second to a
+                    // few seconds), so wait here
                     // within the caller's deadline rather than fail.
                     if let Some(remaining) = deadline.remaining().filter(|r| *r > pause) {
                         tokio::time::sleep(pause.min(remaining)).await;

@@ -31,7 +31,6 @@ use crate::config::{ValidatedRegions, MAX_MESSAGE_BYTES};
 use crate::deadline::Deadline;
 use crate::error::RouterError;
 use crate::metrics::RouterMetrics;
-use crate::route::Routed;
 use crate::stack::{node_channel, node_stack, NodeService, StackSettings};
 
 /// Response header in which a node names its region's leader, as the leader's client address
@@ -89,11 +88,6 @@ impl RegionTable {
             table.insert(region, Arc::new(RegionNodes { region, nodes, preferred: AtomicUsize::new(0), metrics }));
         }
         Ok(RegionTable { regions: table })
-    }
-
-    /// The nodes of the region that must serve `request`: the routing decision.
-    pub(crate) fn route<R: Routed>(&self, request: &R) -> Result<&Arc<RegionNodes>, RouterError> {
-        self.get(request.region_key()?)
     }
 
     /// The nodes of `region`; NOT_FOUND when the router has none for it.
