@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use orgplane_model::Region;
 use orgplane_proto::v1::*;
-use orgplane_tests::{test_timings, TestRegion};
+use orgplane_tests::{test_timings, TestRegion, WAIT};
 use tonic::Code;
 
 async fn create_org(region: &TestRegion, via: u64, name: &str) -> Org {
@@ -303,7 +303,14 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     let leader = region.leader().await;
     let mut c = region.client(leader).await;
     let org = create_org(&region, leader, "Keep").await;
-    let before = region.raft(leader).metrics().borrow().last_applied.unwrap().index;
+    // The answer comes from the apply; the metrics publish it a moment later. Settle first.
+    let settled = region
+        .raft(leader)
+        .wait(Some(WAIT))
+        .metrics(|m| m.last_applied.map(|l| l.index) == m.last_log_index, "the leader applied its log")
+        .await
+        .expect("the leader applies its log");
+    let before = settled.last_applied.unwrap().index;
 
     let create = |region: &str, name: &str| CreateOrgRequest {
         region: region.into(),
