@@ -95,8 +95,9 @@ fn keys_of(state: &MemState, org: &OrgId) -> Vec<String> {
         .collect()
 }
 
-/// Runs a move of `org` from `source` (eu) to `target` (us) up to and including the switch.
-fn move_until_switch(source: &mut World, target: &mut World, org: &OrgId) {
+/// Starts a move of `org` from `source` (eu) to `target` (us): reserved, begun, copying.
+/// Returns the source's record.
+fn begin_copying(source: &mut World, target: &mut World, org: &OrgId) -> crate::relocation::MoveRecord {
     step(target, org, MoveStep::Reserve { move_id: MOVE.into(), source: Region::Eu, target: Region::Us }).unwrap();
     let MoveState::Record(out) =
         step(source, org, MoveStep::BeginOut { move_id: MOVE.into(), target: Region::Us }).unwrap()
@@ -110,6 +111,12 @@ fn move_until_switch(source: &mut World, target: &mut World, org: &OrgId) {
         MoveStep::Advance { move_id: MOVE.into(), from: MovePhase::Reserved, to: MovePhase::Copying, note },
     )
     .unwrap();
+    out
+}
+
+/// Runs a move of `org` from `source` (eu) to `target` (us) up to and including the switch.
+fn move_until_switch(source: &mut World, target: &mut World, org: &OrgId) {
+    let out = begin_copying(source, target, org);
     let early = org_image(&source.state, org).unwrap();
     step(
         target,
@@ -237,16 +244,7 @@ fn a_stale_copy_cannot_be_activated_and_staging_needs_the_newest_copy() {
     let mut source = World::new();
     let mut target = World::other_region();
     let org = rich_org(&mut source);
-    step(&mut target, &org, MoveStep::Reserve { move_id: MOVE.into(), source: Region::Eu, target: Region::Us })
-        .unwrap();
-    step(&mut source, &org, MoveStep::BeginOut { move_id: MOVE.into(), target: Region::Us }).unwrap();
-    let note = MoveNote { from_epoch: Some(1), write_pause_ms: None };
-    step(
-        &mut target,
-        &org,
-        MoveStep::Advance { move_id: MOVE.into(), from: MovePhase::Reserved, to: MovePhase::Copying, note },
-    )
-    .unwrap();
+    begin_copying(&mut source, &mut target, &org);
     let image = org_image(&source.state, &org).unwrap();
     let n = image.len() as u64;
     step(
@@ -377,16 +375,7 @@ fn the_frozen_copy_staged_as_a_delta_of_the_first_one_moves_the_org_whole() {
     let mut source = World::new();
     let mut target = World::other_region();
     let org = rich_org(&mut source);
-    step(&mut target, &org, MoveStep::Reserve { move_id: MOVE.into(), source: Region::Eu, target: Region::Us })
-        .unwrap();
-    step(&mut source, &org, MoveStep::BeginOut { move_id: MOVE.into(), target: Region::Us }).unwrap();
-    let note = MoveNote { from_epoch: Some(1), write_pause_ms: None };
-    step(
-        &mut target,
-        &org,
-        MoveStep::Advance { move_id: MOVE.into(), from: MovePhase::Reserved, to: MovePhase::Copying, note },
-    )
-    .unwrap();
+    begin_copying(&mut source, &mut target, &org);
     let early = org_image(&source.state, &org).unwrap();
     let staged = MoveStep::Stage {
         move_id: MOVE.into(),
