@@ -205,6 +205,15 @@ pub async fn connect(addr: &str) -> OrgServiceClient<Channel> {
     OrgServiceClient::new(channel)
 }
 
+/// True when a write that failed with `status` may be sent again with the same request id: the
+/// region said it cannot serve now, the deadline passed, or the call broke in transport (tonic
+/// made the status from a local error, e.g. the GOAWAY of a node shutting down, which it reports
+/// as INTERNAL). A status the server sent for any other reason is final.
+pub fn worth_resending(status: &tonic::Status) -> bool {
+    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+        || std::error::Error::source(status).is_some()
+}
+
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use orgplane_model::Region;
 use orgplane_proto::v1::admin_service_client::AdminServiceClient;
 use orgplane_proto::v1::*;
-use orgplane_tests::{connect, test_timings, TestRegion};
+use orgplane_tests::{connect, test_timings, worth_resending, TestRegion};
 use tonic::Code;
 
 fn admin(addr: &str) -> AdminServiceClient<tonic::transport::Channel> {
@@ -65,12 +65,7 @@ async fn write_until(
                     break;
                 }
                 // Same request id on every attempt: the write applies once.
-                Err(s)
-                    if matches!(
-                        s.code(),
-                        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-                    ) =>
-                {
+                Err(s) if worth_resending(&s) => {
                     pick += 1;
                     assert!(last_ok.elapsed() < Duration::from_secs(60), "writer {w} stuck: {s}");
                 }

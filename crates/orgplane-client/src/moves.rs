@@ -194,7 +194,7 @@ fn may_have_reached_the_server(failure: &ClientError) -> bool {
     match failure {
         ClientError::Status { status, from_transport, .. } => {
             matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted)
-                || (*from_transport && matches!(status.code(), Code::Unknown | Code::Cancelled))
+                || (*from_transport && matches!(status.code(), Code::Unknown | Code::Cancelled | Code::Internal))
         }
         _ => false,
     }

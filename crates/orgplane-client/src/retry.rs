@@ -6,10 +6,10 @@
 //! |-------------------------------------------|-------|-------------------------|
 //! | UNAVAILABLE (also: could not connect)     | retry | retry                   |
 //! | RESOURCE_EXHAUSTED (router: not sent)     | retry | retry                   |
-//! | transport failure reported as UNKNOWN or CANCELLED (the connection broke; the status has a local error source) | retry | retry |
+//! | transport failure reported as UNKNOWN, CANCELLED or INTERNAL (the connection broke, or a node shutting down sent GOAWAY; the status has a local error source) | retry | retry |
 //! | DEADLINE_EXCEEDED (server's, or the attempt timed out here) | no | retry  |
 //! | CANCELLED sent by the server (a tonic server's answer when the call's `grpc-timeout` passes; reported as DEADLINE_EXCEEDED) | no | retry |
-//! | anything else, UNKNOWN from the server included | no | no                 |
+//! | anything else, UNKNOWN and INTERNAL from the server included | no | no  |
 //!
 //! A write may be sent again after an ambiguous failure only because it carries the same
 //! request id on every attempt: the server applies it once and answers the retry with the
@@ -39,7 +39,9 @@ pub(crate) fn may_retry(kind: CallKind, status: &Status) -> bool {
     match status.code() {
         Code::Unavailable | Code::ResourceExhausted => true,
         Code::DeadlineExceeded => kind == CallKind::Write,
-        Code::Unknown | Code::Cancelled => is_transport_failure(status),
+        // tonic reports HTTP/2 failures by their reason: a GOAWAY from a node shutting down, or
+        // a reset stream, arrives as INTERNAL with the h2 error as its source.
+        Code::Unknown | Code::Cancelled | Code::Internal => is_transport_failure(status),
         _ => false,
     }
 }
@@ -228,6 +230,15 @@ mod tests {
         assert_eq!(status.code(), Code::Unknown);
         assert!(may_retry(CallKind::Read, &status));
         assert!(may_retry(CallKind::Write, &status));
+    }
+
+    #[test]
+    fn a_goaway_from_a_node_shutting_down_is_retried() {
+        let goaway = Status::from_error(Box::new(h2::Error::from(h2::Reason::NO_ERROR)));
+        assert_eq!(goaway.code(), Code::Internal, "tonic's code for an HTTP/2 NO_ERROR");
+        assert!(may_retry(CallKind::Read, &goaway));
+        assert!(may_retry(CallKind::Write, &goaway));
+        assert!(!may_retry(CallKind::Write, &Status::internal("from the server")), "the server's own INTERNAL");
     }
 
     fn check_delay(retry: u32, jitter: f64, expected_ms: u64) {
