@@ -88,6 +88,15 @@ pub enum StoreError {
     #[doc(hidden)]
     #[error("compaction stopped after step {step:?} (test hook)")]
     CompactionInterrupted { step: crate::compact::CompactStep },
+    /// A snapshot builder was asked for a second snapshot: it hands its one copy of the state
+    /// to the first.
+    #[error("a snapshot builder builds one snapshot, and this one already did")]
+    BuilderSpent,
+    /// A test stopped a snapshot install after `batches` batches of its pairs, as if the process
+    /// had crashed there.
+    #[doc(hidden)]
+    #[error("snapshot install stopped after {batches} batches (test hook)")]
+    InstallInterrupted { batches: usize },
 }
 
 impl StoreError {

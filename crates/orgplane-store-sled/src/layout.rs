@@ -10,6 +10,7 @@
 //! | `sm`         | model keys (`o/..`, `m/..`, ...)      | the model's records                |
 //! | `sm`         | `\0last_applied`, `\0last_membership` | JSON `LogId` / `StoredMembership`  |
 //! | `snapshot`   | `current`                             | meta length, JSON meta, snapshot   |
+//! | `snapshot`   | `installing`                          | snapshot id, while its state is written |
 //!
 //! Big-endian index keys sort like the indexes, so sled's key order is log order.
 //!
@@ -65,6 +66,9 @@ pub(crate) const FIRST_MODEL_KEY: &[u8] = &[0x01];
 pub(crate) const SNAPSHOT_TREE: &str = "snapshot";
 /// The current snapshot: its meta and its bytes in one value, so one read sees a matching pair.
 pub(crate) const SNAPSHOT_CURRENT_KEY: &[u8] = b"current";
+/// Present while the current snapshot's state is written into `sm`, a batch at a time: an open
+/// that finds it writes that state again before anything reads it.
+pub(crate) const SNAPSHOT_INSTALLING_KEY: &[u8] = b"installing";
 
 /// Whether `key` is one of the state machine's own keys rather than a model key.
 pub(crate) fn is_reserved_key(key: &[u8]) -> bool {

@@ -60,13 +60,14 @@ pub use state_reader::{ConsistentView, StateReader};
 /// Opens (or creates) the store in `dir`. The on-disk format is checked before anything else is
 /// read: a store written in another format is refused with [`StoreError::FormatMismatch`]. A
 /// compaction that a crash interrupted is completed (or, if its new files were not complete,
-/// discarded) first.
+/// discarded) first, and so is a snapshot install.
 ///
 /// Starts the store's flusher thread; it stops when the last handle from this call is dropped.
 /// The directory stays locked by sled until every handle from this call (including
 /// [`StateReader`]s and [`LogReader`]s) is dropped.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let (db, trees) = layout::open_database(dir)?;
+    state_machine::finish_interrupted_install(&db, &trees)?;
     if trees.raft_state.contains_key(layout::RESTORE_PENDING_KEY).map_err(StoreError::sled("opening the store"))? {
         return Err(StoreError::RestorePending { path: dir.to_path_buf() });
     }

@@ -10,8 +10,9 @@
 //! that arrives damaged is refused before anything is changed.
 //!
 //! The same bytes are a backup's data: [`SnapshotChunks`] produces them a bounded piece at a
-//! time (a backup streams them), and [`encode`] is all of its pieces in one buffer (a Raft
-//! snapshot), so the two can never disagree.
+//! time (a backup streams them), and [`encode_each`] writes them in one buffer as a tree
+//! iterates (a Raft snapshot); tests hold both to the same bytes. [`decode_each`] walks a
+//! snapshot's pairs without copying them.
 
 use std::marker::PhantomData;
 
@@ -24,15 +25,41 @@ const HEADER_LEN: usize = MAGIC.len() + 4 + 8;
 const CHECKSUM_LEN: usize = 4;
 
 /// A key and its value, as stored in the `sm` tree.
+#[cfg(test)]
 pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
 /// Encodes `pairs`, which must be in ascending key order (as a sled tree yields them).
+#[cfg(test)]
 pub(crate) fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(usize::try_from(encoded_len(pairs)).unwrap_or(0));
     for chunk in SnapshotChunks::new(pairs, usize::MAX) {
         bytes.extend_from_slice(&chunk);
     }
     bytes
+}
+
+/// Encodes the pairs `pairs` yields, in ascending key order, as they come: the same bytes as
+/// [`encode`] of them all, without holding them. Stops at the first error.
+pub(crate) fn encode_each<K, V, E>(pairs: impl IntoIterator<Item = Result<(K, V), E>>) -> Result<Vec<u8>, E>
+where
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+    bytes.extend_from_slice(&0u64.to_be_bytes());
+    let mut count: u64 = 0;
+    for pair in pairs {
+        let (key, value) = pair?;
+        put_bytes(&mut bytes, key.as_ref());
+        put_bytes(&mut bytes, value.as_ref());
+        count += 1;
+    }
+    bytes[MAGIC.len() + 4..HEADER_LEN].copy_from_slice(&count.to_be_bytes());
+    let checksum = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&checksum.to_be_bytes());
+    Ok(bytes)
 }
 
 /// How many bytes [`encode`] makes of `pairs`.
@@ -125,6 +152,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Decodes and verifies a snapshot. Any damage is a [`StoreError::SnapshotRefused`].
+#[cfg(test)]
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Pair>, StoreError> {
     let mut pairs: Vec<Pair> = Vec::new();
     decode_each(bytes, |key, value| pairs.push((key.to_vec(), value.to_vec())))?;
@@ -252,6 +280,17 @@ mod tests {
         }
         let empty: Vec<Pair> = Vec::new();
         assert_eq!(SnapshotChunks::new(&empty[..], 4).collect::<Vec<_>>().concat(), encode(&empty));
+    }
+
+    #[test]
+    fn encoding_pairs_as_they_come_makes_the_same_bytes() {
+        let pairs = sample();
+        let each = encode_each(pairs.iter().map(|(k, v)| Ok::<_, ()>((k, v)))).unwrap();
+        assert_eq!(each, encode(&pairs));
+        let none: Vec<Result<Pair, ()>> = Vec::new();
+        assert_eq!(encode_each(none).unwrap(), encode::<Vec<u8>, Vec<u8>>(&[]));
+        let failing = [Ok(sample()[0].clone()), Err("disk"), Ok(sample()[1].clone())];
+        assert_eq!(encode_each(failing), Err("disk"));
     }
 
     #[test]

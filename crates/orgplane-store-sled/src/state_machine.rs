@@ -13,7 +13,6 @@
 //! on disk is purging: openraft purges the log only up to a snapshot, and the tree is flushed
 //! before a snapshot is taken, so every purged entry is covered by the durable tree.
 
-use std::convert::Infallible;
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,13 +24,15 @@ use openraft::{
 };
 use orgplane_model::state::{apply, StateWrite, StorageFault};
 use orgplane_raft::{NodeId, RaftRequest, RaftResponse, TypeConfig};
-use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 
 use crate::error::{to_raft, RaftStorageError, StoreError};
-use crate::layout::{decode_json, encode_json, read_json, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY, SNAPSHOT_CURRENT_KEY};
+use crate::layout::{
+    decode_json, encode_json, is_reserved_key, read_json, Trees, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY,
+    SNAPSHOT_CURRENT_KEY, SNAPSHOT_INSTALLING_KEY,
+};
 use crate::overlay::BatchOverlay;
-use crate::shared::{OpenDb, Shared};
-use crate::snapshot_format::{self, Pair};
+use crate::shared::Shared;
+use crate::snapshot_format;
 use crate::state_reader::StateReader;
 
 /// openraft's metadata of a snapshot, for this crate's node types.
@@ -68,9 +69,9 @@ pub struct SnapshotBuilder {
     observer: Option<Arc<dyn SnapshotObserver>>,
 }
 
-/// A copy of the `sm` tree with the applied pointers it holds.
+/// The `sm` tree encoded as a snapshot, with the applied pointers it holds.
 struct TreeCopy {
-    pairs: Vec<(sled::IVec, sled::IVec)>,
+    data: Vec<u8>,
     last_applied: Option<LogId<NodeId>>,
     last_membership: Membership,
 }
@@ -83,6 +84,18 @@ impl StateMachineStore {
     /// Reports every snapshot built or installed from now on to `observer`.
     pub fn observe_snapshots(&mut self, observer: Arc<dyn SnapshotObserver>) {
         self.observer = Some(observer);
+    }
+
+    /// Installs a snapshot as [`RaftStateMachine::install_snapshot`] does, but stops after
+    /// `batches` batches of its pairs as if the process had crashed there. Not for production.
+    #[doc(hidden)]
+    pub fn install_snapshot_crashing_after(
+        &self,
+        meta: &Meta,
+        data: Vec<u8>,
+        batches: usize,
+    ) -> Result<(), StoreError> {
+        self.replace_state(meta, data, InstallStop(Some(batches)))
     }
 
     /// A read handle on the live state, for queries. Cheap; clone it freely.
@@ -147,50 +160,124 @@ impl StateMachineStore {
         sm.apply_batch(batch).map_err(StoreError::sled("writing applied entries"))
     }
 
-    /// Flushes, then copies the whole tree. The flush makes the durable tree at least as new
-    /// as the copy, which is what allows openraft to purge the log up to the snapshot.
+    /// Flushes, then encodes the whole tree. The flush makes the durable tree at least as new
+    /// as the copy, which is what allows openraft to purge the log up to the snapshot. The pairs
+    /// are encoded as the tree yields them, so the copy is the snapshot's bytes and nothing more.
     async fn copy_tree(&self) -> Result<TreeCopy, StoreError> {
         self.shared.flush("flushing before a snapshot").await?;
         let db = self.shared.db()?;
-        let pairs: Vec<(sled::IVec, sled::IVec)> = db
-            .trees
-            .sm
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::sled("copying the state for a snapshot"))?;
-        let (last_applied, last_membership) = applied_pointers_in(&pairs)?;
-        Ok(TreeCopy { pairs, last_applied, last_membership })
+        let mut pointers: Vec<(sled::IVec, sled::IVec)> = Vec::new();
+        let data = snapshot_format::encode_each(db.trees.sm.iter().inspect(|pair| {
+            if let Ok((key, value)) = pair {
+                if is_reserved_key(key) {
+                    pointers.push((key.clone(), value.clone()));
+                }
+            }
+        }))
+        .map_err(StoreError::sled("copying the state for a snapshot"))?;
+        let (last_applied, last_membership) = applied_pointers_in(&pointers)?;
+        Ok(TreeCopy { data, last_applied, last_membership })
     }
 
-    /// Verifies the snapshot, then replaces the whole tree with its pairs and makes it the
-    /// current snapshot, in one sled transaction.
-    fn replace_state(&self, meta: &Meta, data: Vec<u8>) -> Result<(), StoreError> {
-        let pairs = snapshot_format::decode(&data)?;
-        check_pairs_match_meta(&pairs, meta)?;
-        let db = self.shared.db()?;
-        let OpenDb { trees, .. } = &*db;
-        let mut batch = sled::Batch::default();
-        for key in trees.sm.iter().keys() {
-            batch.remove(key.map_err(StoreError::sled("listing the state to replace"))?);
-        }
-        // Inserts after removes: a key in both ends up inserted.
-        for (key, value) in pairs {
-            batch.insert(key, value);
-        }
+    /// Verifies the snapshot, makes it the current one, then replaces the whole tree with its
+    /// pairs (see [`write_current_snapshot_state`]). Readers wait until the tree is whole.
+    fn replace_state(&self, meta: &Meta, data: Vec<u8>, stop: InstallStop) -> Result<(), StoreError> {
+        check_snapshot(&data, meta)?;
+        // The record is the one copy kept: the received bytes go before the tree is written.
         let record = encode_snapshot_record(meta, &data)?;
+        drop(data);
+        let db = self.shared.db()?;
         let _saving = self.shared.snapshot_save_lock();
         let _no_reads = self.shared.apply_lock.write();
-        (&trees.sm, &trees.snapshot)
-            .transaction(|(sm, snapshot)| -> ConflictableTransactionResult<(), Infallible> {
-                sm.apply_batch(&batch)?;
-                snapshot.insert(SNAPSHOT_CURRENT_KEY, record.as_slice())?;
-                Ok(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(never) => match never {},
-                TransactionError::Storage(source) => StoreError::Sled { action: "installing a snapshot", source },
-            })
+        let mut marked = sled::Batch::default();
+        marked.insert(SNAPSHOT_CURRENT_KEY, record);
+        marked.insert(SNAPSHOT_INSTALLING_KEY, meta.snapshot_id.as_bytes());
+        db.trees.snapshot.apply_batch(marked).map_err(StoreError::sled("marking a snapshot install"))?;
+        write_current_snapshot_state(&db.trees, stop)
     }
+}
+
+/// Pairs written per sled batch while a snapshot's state is written: what an install holds in
+/// memory beyond the snapshot's own bytes. (One transaction of the whole state, as this was
+/// first written, held it several times over: a node joining a region of 200k members peaked at
+/// 5.5 GiB.)
+const INSTALL_BATCH_PAIRS: usize = 4096;
+
+/// Where a test stops an install, as if the process had crashed there: after this many batches
+/// of pairs. `None` in production.
+#[derive(Clone, Copy)]
+struct InstallStop(Option<usize>);
+
+/// Replaces the `sm` tree with the state of the current snapshot, which is marked as being
+/// installed. The tree is cleared, written a bounded batch at a time, and gets the applied
+/// pointers last; then the mark goes. sled recovers a prefix of the writes made, so after a
+/// crash anywhere in here the mark is still there (and [`finish_interrupted_install`] on the
+/// next open does all of it again), or the whole state and its pointers are.
+fn write_current_snapshot_state(trees: &Trees, stop: InstallStop) -> Result<(), StoreError> {
+    let record = trees
+        .snapshot
+        .get(SNAPSHOT_CURRENT_KEY)
+        .map_err(StoreError::sled("reading the snapshot being installed"))?
+        .ok_or_else(|| StoreError::CorruptRecord {
+            what: "current snapshot record",
+            reason: "a snapshot install is marked, but there is no current snapshot".into(),
+        })?;
+    let (_, data) = split_snapshot_record(&record)?;
+    trees.sm.clear().map_err(StoreError::sled("clearing the state for a snapshot"))?;
+    let mut pointers = sled::Batch::default();
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    let mut batches = 0;
+    let mut written: Result<(), StoreError> = Ok(());
+    snapshot_format::decode_each(data, |key, value| {
+        if written.is_err() {
+            return;
+        }
+        if is_reserved_key(key) {
+            pointers.insert(key, value);
+            return;
+        }
+        batch.insert(key, value);
+        in_batch += 1;
+        if in_batch == INSTALL_BATCH_PAIRS {
+            in_batch = 0;
+            batches += 1;
+            written = trees
+                .sm
+                .apply_batch(std::mem::take(&mut batch))
+                .map_err(StoreError::sled("writing a snapshot's state"))
+                .and_then(|()| stop.check(batches));
+        }
+    })?;
+    written?;
+    trees.sm.apply_batch(batch).map_err(StoreError::sled("writing a snapshot's state"))?;
+    trees.sm.apply_batch(pointers).map_err(StoreError::sled("writing a snapshot's applied pointers"))?;
+    trees.snapshot.remove(SNAPSHOT_INSTALLING_KEY).map_err(StoreError::sled("unmarking a snapshot install"))?;
+    Ok(())
+}
+
+impl InstallStop {
+    fn check(self, batches: usize) -> Result<(), StoreError> {
+        if self.0 == Some(batches) {
+            tracing::warn!(batches, "snapshot install stopped by the test hook");
+            return Err(StoreError::InstallInterrupted { batches });
+        }
+        Ok(())
+    }
+}
+
+/// Completes a snapshot install that a crash interrupted: called on open, before anything reads
+/// the state. Flushes what it wrote.
+pub(crate) fn finish_interrupted_install(db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
+    let marked = trees
+        .snapshot
+        .get(SNAPSHOT_INSTALLING_KEY)
+        .map_err(StoreError::sled("looking for an interrupted snapshot install"))?;
+    let Some(snapshot_id) = marked else { return Ok(()) };
+    tracing::warn!(snapshot_id = %String::from_utf8_lossy(&snapshot_id), "completing an interrupted snapshot install");
+    write_current_snapshot_state(trees, InstallStop(None))?;
+    db.flush().map_err(StoreError::sled("flushing a completed snapshot install"))?;
+    Ok(())
 }
 
 /// Applies a request's commands in order; each sees the effects of the ones before it.
@@ -213,9 +300,16 @@ fn applied_pointers_in<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     Ok((last_applied, last_membership))
 }
 
-/// Refuses a snapshot whose data does not hold the state its metadata claims.
-fn check_pairs_match_meta(pairs: &[Pair], meta: &Meta) -> Result<(), StoreError> {
-    let (last_applied, last_membership) = applied_pointers_in(pairs)?;
+/// Verifies a received snapshot's bytes (checksum and structure) and refuses one whose data does
+/// not hold the state its metadata claims. Nothing is written.
+fn check_snapshot(data: &[u8], meta: &Meta) -> Result<(), StoreError> {
+    let mut pointers: Vec<(&[u8], &[u8])> = Vec::new();
+    snapshot_format::decode_each(data, |key, value| {
+        if is_reserved_key(key) {
+            pointers.push((key, value));
+        }
+    })?;
+    let (last_applied, last_membership) = applied_pointers_in(&pointers)?;
     if last_applied != meta.last_log_id || last_membership != meta.last_membership {
         return Err(StoreError::SnapshotRefused {
             reason: format!(
@@ -240,6 +334,12 @@ fn encode_snapshot_record(meta: &Meta, data: &[u8]) -> Result<Vec<u8>, StoreErro
 }
 
 fn decode_snapshot_record(record: &[u8]) -> Result<(Meta, Vec<u8>), StoreError> {
+    let (meta, data) = split_snapshot_record(record)?;
+    Ok((meta, data.to_vec()))
+}
+
+/// The meta of a current-snapshot record, and its snapshot bytes, borrowed.
+fn split_snapshot_record(record: &[u8]) -> Result<(Meta, &[u8]), StoreError> {
     let corrupt = |reason: &str| StoreError::CorruptRecord { what: "current snapshot record", reason: reason.into() };
     let (len, rest) = record.split_first_chunk::<8>().ok_or_else(|| corrupt("shorter than its length prefix"))?;
     let len = usize::try_from(u64::from_be_bytes(*len)).map_err(|_| corrupt("meta length overflows"))?;
@@ -247,7 +347,7 @@ fn decode_snapshot_record(record: &[u8]) -> Result<(Meta, Vec<u8>), StoreError> 
         return Err(corrupt("meta longer than the record"));
     }
     let (meta_json, data) = rest.split_at(len);
-    Ok((decode_json("snapshot meta", meta_json)?, data.to_vec()))
+    Ok((decode_json("snapshot meta", meta_json)?, data))
 }
 
 /// Reads the current snapshot (meta and bytes in one value, so one read sees a matching pair).
@@ -301,10 +401,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// concurrently with further applies, which is why it works from a copy.
     #[tracing::instrument(name = "store.build_snapshot", skip_all)]
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
-        let copy = self.copy.as_ref().map_err(|e| to_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        let data = snapshot_format::encode(&copy.pairs);
+        let copy = std::mem::replace(&mut self.copy, Err(StoreError::BuilderSpent))
+            .map_err(|e| to_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e))?;
+        let data = copy.data;
         let snapshot_id = self.new_snapshot_id(copy.last_applied.as_ref()).map_err(sm_write_error)?;
-        let meta = Meta { last_log_id: copy.last_applied, last_membership: copy.last_membership.clone(), snapshot_id };
+        let meta = Meta { last_log_id: copy.last_applied, last_membership: copy.last_membership, snapshot_id };
         let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
         save_built_snapshot(&self.shared, &meta, &data).map_err(write_error)?;
         self.shared.flush("flushing a built snapshot").await.map_err(write_error)?;
@@ -352,7 +453,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), RaftStorageError> {
         let started = Instant::now();
         let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
-        self.replace_state(meta, snapshot.into_inner()).map_err(write_error)?;
+        self.replace_state(meta, snapshot.into_inner(), InstallStop(None)).map_err(write_error)?;
         self.shared.flush("flushing an installed snapshot").await.map_err(write_error)?;
         if let Some(observer) = &self.observer {
             observer.snapshot_installed(started.elapsed());
