@@ -98,13 +98,14 @@ pub struct GrowthArgs {
     #[arg(long, default_value_t = 100)]
     pub log_entries_kept_after_snapshot: u64,
     /// Kill the joining node, and leave catch-up unmeasured, if its RSS passes this many MiB
-    /// (installing a snapshot holds it in memory; this keeps a shared machine out of the OOM
-    /// killer's way).
-    #[arg(long, default_value_t = 6144)]
+    /// (a joining node holds the snapshot it receives in memory; at the default size it peaked
+    /// at about 7 GiB here; this keeps a shared machine out of the OOM killer's way).
+    #[arg(long, default_value_t = 10240)]
     pub max_join_rss_mib: u64,
     /// Stop the run if the nodes' data dirs together pass this many MiB (sled's files grow
-    /// well past the records they hold; this keeps a shared disk from filling).
-    #[arg(long, default_value_t = 8192)]
+    /// well past the records they hold: about 20 GiB for the four nodes at the default size;
+    /// this keeps a shared disk from filling).
+    #[arg(long, default_value_t = 24576)]
     pub max_disk_mib: u64,
     /// The `orgplane` binary [default: `orgplane` beside this binary, e.g. target/release].
     #[arg(long)]
