@@ -206,11 +206,13 @@ pub async fn connect(addr: &str) -> OrgServiceClient<Channel> {
 }
 
 /// True when a write that failed with `status` may be sent again with the same request id: the
-/// region said it cannot serve now, the deadline passed, or the call broke in transport (tonic
-/// made the status from a local error, e.g. the GOAWAY of a node shutting down, which it reports
-/// as INTERNAL). A status the server sent for any other reason is final.
+/// region said it cannot serve now, the deadline passed (a tonic server answers CANCELLED when
+/// the call's `grpc-timeout` passes), the outcome is unknown, or the call broke in transport
+/// (tonic made the status from a local error, e.g. the GOAWAY of a node shutting down, which it
+/// reports as INTERNAL). A status the server sent for any other reason is final.
 pub fn worth_resending(status: &tonic::Status) -> bool {
-    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+    use tonic::Code;
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown)
         || std::error::Error::source(status).is_some()
 }
 
