@@ -45,10 +45,7 @@ where
     K: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
-    bytes.extend_from_slice(&0u64.to_be_bytes());
+    let mut bytes = header(0);
     let mut count: u64 = 0;
     for pair in pairs {
         let (key, value) = pair?;
@@ -56,7 +53,7 @@ where
         put_bytes(&mut bytes, value.as_ref());
         count += 1;
     }
-    bytes[MAGIC.len() + 4..HEADER_LEN].copy_from_slice(&count.to_be_bytes());
+    bytes[HEADER_LEN - 8..HEADER_LEN].copy_from_slice(&count.to_be_bytes());
     let checksum = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&checksum.to_be_bytes());
     Ok(bytes)
@@ -91,10 +88,7 @@ where
 {
     /// Pieces of the encoding of `pairs` (ascending key order); `max_chunk` is at least 1.
     pub(crate) fn new(pairs: P, max_chunk: usize) -> Self {
-        let mut pending = Vec::with_capacity(HEADER_LEN);
-        pending.extend_from_slice(MAGIC);
-        pending.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
-        pending.extend_from_slice(&(pairs.as_ref().len() as u64).to_be_bytes());
+        let pending = header(pairs.as_ref().len() as u64);
         let mut crc = crc32fast::Hasher::new();
         crc.update(&pending);
         SnapshotChunks {
@@ -144,6 +138,15 @@ where
         }
         Some(std::mem::take(&mut self.pending))
     }
+}
+
+/// The header of a snapshot of `count` pairs.
+fn header(count: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+    bytes.extend_from_slice(&count.to_be_bytes());
+    bytes
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
