@@ -24,6 +24,8 @@ OUT=$(mktemp -d /tmp/orgplane-vs-etcd.XXXXXX)
 PIDS=()
 stop_all() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop_all EXIT
+# shellcheck source=region.sh
+source "$ROOT/crates/orgplane-bench/scripts/region.sh"
 
 [ -f "$ANCHORS" ] || { echo "vs-etcd: no anchor script at $ANCHORS" >&2; exit 1; }
 echo "vs-etcd: building orgplane and orgplane-bench (release)" >&2
@@ -33,14 +35,7 @@ echo "vs-etcd: etcd, 3 members (about 8 minutes)" >&2
 CLUSTERS=3 WORK="$ETCD_WORK" CHECK_PERF=0 bash "$ANCHORS" | tee "$OUT/etcd.txt" >&2
 
 echo "vs-etcd: orgplane, 3 nodes" >&2
-BASE=$((40000 + RANDOM % 20000))
-PEERS="1=127.0.0.1:$BASE,2=127.0.0.1:$((BASE + 1)),3=127.0.0.1:$((BASE + 2))"
-for i in 1 2 3; do
-    "$ROOT/target/release/orgplane" node --region us --node-id "$i" --listen "127.0.0.1:$((BASE + i - 1))" \
-        --data-dir "$OUT/node-$i" --peers "$PEERS" --allow-unauthenticated 2>"$OUT/node-$i.log" &
-    PIDS+=($!)
-done
-EPS="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
+start_region "$ROOT/target/release" "$OUT"
 BENCH=("$ROOT/target/release/orgplane-bench" run --endpoints "$EPS" --region us --duration "$DURATION" --warmup "$WARMUP" --quiet-wait 120s)
 "${BENCH[@]}" --workload create-members --target-leader --clients 64,256 --json "$OUT/writes.json" >&2
 "${BENCH[@]}" --workload get-org --clients 64 --json "$OUT/reads.json" >&2

@@ -19,7 +19,7 @@ pub struct NodeConfig {
     pub node_id: u64,
     /// Where to listen for clients and peers (port 0 picks one, for tests).
     pub listen: SocketAddr,
-    /// Where the node keeps its Raft log, vote and state (one sled database).
+    /// Where the node keeps its Raft log, vote and snapshots (one sled database).
     pub data_dir: PathBuf,
     /// Every node of the region, by id: `host:port` that the others reach it at. Used to form
     /// the cluster on first start; later the membership in the Raft log is authoritative.

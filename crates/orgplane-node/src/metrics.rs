@@ -295,7 +295,7 @@ impl Collector for NodeCollector {
         let bytes = Unit::Bytes;
         let metric = encoder.encode_descriptor(
             "store_size",
-            "Bytes the node's sled database takes on disk (log, state, snapshot)",
+            "Bytes the node's sled database takes on disk (log, vote, snapshot)",
             Some(&bytes),
             size.metric_type(),
         )?;

@@ -1,24 +1,25 @@
 //! What the store gives a backup and takes from a restore.
 //!
 //! A backup's data is the state-machine snapshot encoding (`snapshot_format`) of a
-//! [`StateCopy`]: the whole `sm` tree, model data and applied pointers, copied while no batch
+//! [`StateCopy`]: the whole live state, model data and applied pointers, copied while no batch
 //! lands ([`crate::StateReader::copy_state`]), so it is the state after exactly the entries up
-//! to its last applied log id. [`seed_from_backup`] turns that data into a fresh store from
-//! which a node starts as a member of a new cluster.
+//! to its last applied log id. [`seed_from_backup`] turns that data into a fresh store (its
+//! current snapshot, the state a store is opened from) from which a node starts as a member of
+//! a new cluster.
 //!
 //! Restoring keeps openraft's invariants:
 //! - log ids stay monotonic: the restored last-applied id keeps its index but gets term 0
 //!   (leader id `0-0`, the one `initialize` uses), so the first leader of the new cluster, at
 //!   term 1 or more, appends entries whose log ids are greater;
-//! - the log is empty and recorded as purged up to that id, so openraft sees an initialized
-//!   node (it never proposes an initial membership over the restored data), builds a snapshot
-//!   of it on first start, and catches up new members from that snapshot;
+//! - the log is empty and recorded as purged up to that id, and the restored state is the
+//!   current snapshot at that id, so openraft sees an initialized node (it never proposes an
+//!   initial membership over the restored data) and catches up new members from that snapshot;
 //! - the membership is the new cluster's (every voter given to the restore), never the old
-//!   cluster's addresses. A restore given no voters leaves the store *pending*: the model data
-//!   and a marker with the restored last-applied id, but no applied pointers. `open` refuses a
-//!   pending store; [`finish_restore`], called by a node on its first start with the node's own
-//!   `--peers`, writes the pointers and that membership, so `orgplane restore --region R --from
-//!   FILE --data-dir DIR` needs nothing a node's config does not already say.
+//!   cluster's addresses. A restore given no voters leaves the store *pending*: the snapshot with
+//!   no membership, and a marker with the restored last-applied id. `open` refuses a pending
+//!   store; [`finish_restore`], called by a node on its first start with the node's own
+//!   `--peers`, rewrites the snapshot with that membership, so `orgplane restore --region R
+//!   --from FILE --data-dir DIR` needs nothing a node's config does not already say.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -28,10 +29,12 @@ use orgplane_raft::NodeId;
 
 use crate::error::StoreError;
 use crate::layout::{
-    self, decode_json, encode_json, read_json, Trees, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY, LAST_PURGED_KEY,
-    RESTORE_PENDING_KEY,
+    self, decode_json, encode_json, read_json, Trees, LAST_APPLIED_KEY, LAST_PURGED_KEY, RESTORE_PENDING_KEY,
+    SNAPSHOT_CURRENT_KEY,
 };
+use crate::live::{LiveState, PairList};
 use crate::snapshot_format::{self, SnapshotChunks};
+use crate::state_machine::{encode_snapshot_record, split_snapshot_record, Meta};
 
 /// The name of the data encoding of a backup taken from this build: the store's on-disk format
 /// (which fixes how model records are encoded) and the snapshot format (which frames them).
@@ -44,22 +47,20 @@ pub fn backup_data_format() -> String {
 /// applied pointers they go with. It holds the region's state once, in memory; its encoding
 /// is made a piece at a time ([`StateCopy::into_chunks`]), never all at once.
 pub struct StateCopy {
-    pairs: Vec<(sled::IVec, sled::IVec)>,
+    /// The pointers' pairs, then the model's, in key order.
+    pairs: PairList,
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, BasicNode>,
 }
 
 impl StateCopy {
-    /// Copies every pair of `sm`. The caller holds the apply lock shared, so no batch lands
-    /// while the copy is taken.
-    pub(crate) fn of_tree(sm: &sled::Tree) -> Result<StateCopy, StoreError> {
-        let pairs: Vec<(sled::IVec, sled::IVec)> =
-            sm.iter().collect::<Result<_, _>>().map_err(StoreError::sled("copying the state for a backup"))?;
-        let value_of = |wanted: &[u8]| pairs.iter().find(|(key, _)| key.as_ref() == wanted).map(|(_, v)| v.clone());
-        let last_applied = value_of(LAST_APPLIED_KEY).map(|v| decode_json("last applied log id", &v)).transpose()?;
-        let last_membership =
-            value_of(LAST_MEMBERSHIP_KEY).map(|v| decode_json("last membership", &v)).transpose()?.unwrap_or_default();
-        Ok(StateCopy { pairs, last_applied, last_membership })
+    /// Copies the whole live state. The caller holds its lock shared, so no batch lands while
+    /// the copy is taken.
+    pub(crate) fn of_state(state: &LiveState) -> Result<StateCopy, StoreError> {
+        let mut pairs = state.pointer_pairs()?;
+        pairs.reserve(state.pairs.len());
+        pairs.extend(state.pairs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(StateCopy { pairs, last_applied: state.last_applied, last_membership: state.last_membership.clone() })
     }
 
     /// The last log entry whose effects the copy holds; `None` if nothing was ever applied.
@@ -134,29 +135,29 @@ pub fn seed_from_backup(
     };
     let restored_last_applied = LogId::new(CommittedLeaderId::new(0, 0), original_last_applied.index);
 
+    let mut state = LiveState::from_snapshot(data)?;
+    state.last_applied = Some(restored_last_applied);
+    state.last_membership = match voters {
+        Some(voters) => new_cluster_membership(restored_last_applied, voters),
+        None => StoredMembership::default(),
+    };
+    let model_keys = state.pairs.len() as u64;
+
     let (db, trees) = layout::open_database(dir)?;
-    for (name, tree) in
-        [("log", &trees.log), ("raft_state", &trees.raft_state), ("sm", &trees.sm), ("snapshot", &trees.snapshot)]
-    {
+    for (name, tree) in [("log", &trees.log), ("raft_state", &trees.raft_state), ("snapshot", &trees.snapshot)] {
         if !tree.is_empty() {
             return Err(StoreError::NotPristine { path: dir.to_path_buf(), tree: name });
         }
     }
-    let mut write_result = Ok(());
-    let mut model_keys = 0;
-    snapshot_format::decode_each(data, |key, value| {
-        if write_result.is_err() || key == LAST_APPLIED_KEY || key == LAST_MEMBERSHIP_KEY {
-            return;
-        }
-        write_result = trees.sm.insert(key, value).map(drop);
-        model_keys += 1;
+    write_restored_snapshot(&trees, &state)?;
+    drop(state);
+    write(&trees.raft_state, LAST_PURGED_KEY, "recording the purged log", {
+        encode_json("last purged log id", &restored_last_applied)?
     })?;
-    write_result.map_err(StoreError::sled("writing the restored state"))?;
-    match voters {
-        Some(voters) => write_applied_pointers(&trees, restored_last_applied, voters)?,
-        None => write(&trees.raft_state, RESTORE_PENDING_KEY, "marking the restore pending", {
+    if voters.is_none() {
+        write(&trees.raft_state, RESTORE_PENDING_KEY, "marking the restore pending", {
             encode_json("restored last applied log id", &restored_last_applied)?
-        })?,
+        })?;
     }
     db.flush().map_err(StoreError::sled("flushing the restored store"))?;
     Ok(SeededStore { original_last_applied, restored_last_applied, model_keys })
@@ -181,27 +182,34 @@ pub fn finish_restore(dir: &Path, voters: &BTreeMap<NodeId, String>) -> Result<O
     if voters.is_empty() {
         return Err(StoreError::SnapshotRefused { reason: "the new cluster needs at least one voter".into() });
     }
-    write_applied_pointers(&trees, restored_last_applied, voters)?;
+    let record = trees
+        .snapshot
+        .get(SNAPSHOT_CURRENT_KEY)
+        .map_err(StoreError::sled("reading the restored snapshot"))?
+        .ok_or_else(|| StoreError::CorruptRecord {
+        what: "current snapshot record",
+        reason: "a restore is pending, but there is no restored snapshot".into(),
+    })?;
+    let mut state = LiveState::from_snapshot(split_snapshot_record(&record)?.1)?;
+    drop(record);
+    state.last_applied = Some(restored_last_applied);
+    state.last_membership = new_cluster_membership(restored_last_applied, voters);
+    write_restored_snapshot(&trees, &state)?;
     trees.raft_state.remove(RESTORE_PENDING_KEY).map_err(StoreError::sled("clearing the pending restore"))?;
     db.flush().map_err(StoreError::sled("flushing the restored store"))?;
     Ok(Some(restored_last_applied))
 }
 
-/// The applied pointers of a restored store: its last applied id, the new cluster's
-/// membership at that id, and the log recorded as purged up to it.
-fn write_applied_pointers(
-    trees: &Trees,
-    restored_last_applied: LogId<NodeId>,
-    voters: &BTreeMap<NodeId, String>,
-) -> Result<(), StoreError> {
-    let membership = new_cluster_membership(restored_last_applied, voters);
-    write(&trees.sm, LAST_APPLIED_KEY, "writing the restored last applied id", {
-        encode_json("last applied log id", &restored_last_applied)?
-    })?;
-    write(&trees.sm, LAST_MEMBERSHIP_KEY, "writing the new membership", encode_json("last membership", &membership)?)?;
-    write(&trees.raft_state, LAST_PURGED_KEY, "recording the purged log", {
-        encode_json("last purged log id", &restored_last_applied)?
-    })
+/// Saves `state` as the store's current snapshot, the state the store opens with.
+fn write_restored_snapshot(trees: &Trees, state: &LiveState) -> Result<(), StoreError> {
+    let last_applied = state.last_applied;
+    let snapshot_id = match last_applied {
+        Some(log_id) => format!("restored-{}", log_id.index),
+        None => "restored-none".to_string(),
+    };
+    let meta = Meta { last_log_id: last_applied, last_membership: state.last_membership.clone(), snapshot_id };
+    let record = encode_snapshot_record(&meta, &state.encode()?)?;
+    write(&trees.snapshot, SNAPSHOT_CURRENT_KEY, "writing the restored snapshot", record)
 }
 
 fn write(tree: &sled::Tree, key: &[u8], what: &'static str, value: Vec<u8>) -> Result<(), StoreError> {

@@ -92,11 +92,6 @@ pub enum StoreError {
     /// to the first.
     #[error("a snapshot builder builds one snapshot, and this one already did")]
     BuilderSpent,
-    /// A test stopped a snapshot install after `batches` batches of its pairs, as if the process
-    /// had crashed there.
-    #[doc(hidden)]
-    #[error("snapshot install stopped after {batches} batches (test hook)")]
-    InstallInterrupted { batches: usize },
 }
 
 impl StoreError {

@@ -7,10 +7,11 @@
 //! | `meta`       | `format`                              | [`FORMAT_VERSION`]                 |
 //! | `log`        | log index, 8 bytes big-endian         | JSON `Entry`                       |
 //! | `raft_state` | `vote`, `committed`, `last_purged`    | JSON `Vote` / `LogId`              |
-//! | `sm`         | model keys (`o/..`, `m/..`, ...)      | the model's records                |
-//! | `sm`         | `\0last_applied`, `\0last_membership` | JSON `LogId` / `StoredMembership`  |
 //! | `snapshot`   | `current`                             | meta length, JSON meta, snapshot   |
-//! | `snapshot`   | `installing`                          | snapshot id, while its state is written |
+//!
+//! The state machine's state is in memory (`live`); on disk it is the current snapshot (whose
+//! pairs are the model's keys, `o/..`, `m/..`, ..., and the reserved `\0last_applied` and
+//! `\0last_membership`) plus the log after it.
 //!
 //! Big-endian index keys sort like the indexes, so sled's key order is log order.
 //!
@@ -38,8 +39,8 @@ use crate::error::StoreError;
 /// The on-disk format this build reads and writes. Bump it on any change to the layout or to
 /// the encoding of a stored value; a store with another value is refused on open. (2: log
 /// entries' commands carry their actor; the state gained roles, invitations, resources and the
-/// audit log.)
-pub const FORMAT_VERSION: &str = "orgplane-store-sled/2";
+/// audit log. 3: the state is no longer a tree of its own, only the snapshot and the log.)
+pub const FORMAT_VERSION: &str = "orgplane-store-sled/3";
 
 pub(crate) const META_TREE: &str = "meta";
 pub(crate) const FORMAT_KEY: &[u8] = b"format";
@@ -54,10 +55,9 @@ pub(crate) const LAST_PURGED_KEY: &[u8] = b"last_purged";
 /// applied log id, until the node's first start completes the restore (`finish_restore`).
 pub(crate) const RESTORE_PENDING_KEY: &[u8] = b"restore_pending";
 
-pub(crate) const SM_TREE: &str = "sm";
-/// Reserved state-machine keys start with byte 0. Model keys start with an ASCII letter
-/// (`o/`, `m/`, `u/`, `r/`, `t/`), so the two can never collide, and model scans are clamped to
-/// start at [`FIRST_MODEL_KEY`] so they never see a reserved key.
+/// Reserved keys, for the applied pointers among a snapshot's pairs, start with byte 0. Model
+/// keys start with an ASCII letter (`o/`, `m/`, `u/`, `r/`, `t/`), so the two can never collide;
+/// the live state holds model keys only.
 pub(crate) const LAST_APPLIED_KEY: &[u8] = b"\x00last_applied";
 pub(crate) const LAST_MEMBERSHIP_KEY: &[u8] = b"\x00last_membership";
 /// The smallest key a model key can be: every key below it is reserved.
@@ -66,9 +66,6 @@ pub(crate) const FIRST_MODEL_KEY: &[u8] = &[0x01];
 pub(crate) const SNAPSHOT_TREE: &str = "snapshot";
 /// The current snapshot: its meta and its bytes in one value, so one read sees a matching pair.
 pub(crate) const SNAPSHOT_CURRENT_KEY: &[u8] = b"current";
-/// Present while the current snapshot's state is written into `sm`, a batch at a time: an open
-/// that finds it writes that state again before anything reads it.
-pub(crate) const SNAPSHOT_INSTALLING_KEY: &[u8] = b"installing";
 
 /// Whether `key` is one of the state machine's own keys rather than a model key.
 pub(crate) fn is_reserved_key(key: &[u8]) -> bool {
@@ -84,7 +81,6 @@ pub(crate) fn log_key(index: u64) -> [u8; 8] {
 pub(crate) struct Trees {
     pub(crate) log: sled::Tree,
     pub(crate) raft_state: sled::Tree,
-    pub(crate) sm: sled::Tree,
     pub(crate) snapshot: sled::Tree,
 }
 
@@ -102,12 +98,7 @@ pub(crate) fn open_database_while_locked(dir: &Path) -> Result<(sled::Db, Trees)
     let db = open_when_unlocked(dir)?;
     check_or_write_format(&db, dir)?;
     let open = |name: &'static str| db.open_tree(name).map_err(StoreError::sled("opening a tree"));
-    let trees = Trees {
-        log: open(LOG_TREE)?,
-        raft_state: open(RAFT_STATE_TREE)?,
-        sm: open(SM_TREE)?,
-        snapshot: open(SNAPSHOT_TREE)?,
-    };
+    let trees = Trees { log: open(LOG_TREE)?, raft_state: open(RAFT_STATE_TREE)?, snapshot: open(SNAPSHOT_TREE)? };
     Ok((db, trees))
 }
 

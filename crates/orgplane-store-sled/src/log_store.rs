@@ -123,7 +123,10 @@ impl LogReader {
 }
 
 /// Reads the entries with index in `range`, in index order.
-fn read_entries(log: &sled::Tree, range: impl RangeBounds<u64>) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+pub(crate) fn read_entries(
+    log: &sled::Tree,
+    range: impl RangeBounds<u64>,
+) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
     let keys = (range.start_bound().map(|i| log_key(*i)), range.end_bound().map(|i| log_key(*i)));
     if is_empty_range(&keys) {
         return Ok(Vec::new());

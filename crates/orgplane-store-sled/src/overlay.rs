@@ -1,50 +1,36 @@
 //! [`BatchOverlay`]: the model's view of the state while one `apply` call runs. Writes go to
-//! an in-memory overlay that reads see at once (so the second command of a batch sees the
-//! first one's org), and at the end the overlay becomes one sled batch.
+//! an overlay that reads see at once (so the second command of a batch sees the first one's
+//! org), and at the end the overlay's net effect lands in the live state in one step, under
+//! the state's write lock, so no reader sees part of a batch and a fault part way through a
+//! batch changes nothing.
 //!
-//! Reads of the tree are remembered for the rest of the batch. One command reads the same
-//! records several times (its org before and after, the caller's membership, the audit
-//! counter), and a sled `get` costs far more than a map lookup; a profile of create-members
-//! showed the state machine's sled reads at about a tenth of a write's CPU. Remembering is
-//! safe because nothing else writes the tree while a batch is applied: openraft calls the
-//! state machine's `apply` and snapshot install one at a time (`&mut self`), and readers only
-//! read.
+//! The overlay reads the live state under its read lock: readers go on while a batch is
+//! computed, and only wait while its writes land.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use orgplane_model::state::{StateRead, StateWrite, StorageFault};
 
 use crate::layout::is_reserved_key;
-use crate::state_reader::{model_scan_start, read_model_key, sled_fault};
+use crate::live::{Pairs, Writes};
 
-/// The state machine tree plus the not-yet-written changes of the current batch.
-pub(crate) struct BatchOverlay<'t> {
-    tree: &'t sled::Tree,
+/// The live state's pairs plus the not-yet-landed changes of the current batch.
+pub(crate) struct BatchOverlay<'s> {
+    base: &'s Pairs,
     /// This batch's writes: `Some` is a put, `None` a delete. Later writes replace earlier ones,
     /// so it holds the batch's net effect.
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// What the tree held for keys this batch has read (`None`: absent). Only consulted for
-    /// keys without a pending write, which always wins.
-    read: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    pending: Writes,
 }
 
-impl<'t> BatchOverlay<'t> {
-    pub(crate) fn new(tree: &'t sled::Tree) -> BatchOverlay<'t> {
-        BatchOverlay { tree, pending: BTreeMap::new(), read: RefCell::default() }
+impl<'s> BatchOverlay<'s> {
+    pub(crate) fn new(base: &'s Pairs) -> BatchOverlay<'s> {
+        BatchOverlay { base, pending: BTreeMap::new() }
     }
 
-    /// The net effect of the batch, to be applied atomically.
-    pub(crate) fn into_batch(self) -> sled::Batch {
-        let mut batch = sled::Batch::default();
-        for (key, write) in self.pending {
-            match write {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
-        }
-        batch
+    /// The net effect of the batch, to be landed in one step.
+    pub(crate) fn into_writes(self) -> Writes {
+        self.pending
     }
 }
 
@@ -53,44 +39,37 @@ impl StateRead for BatchOverlay<'_> {
         if let Some(write) = self.pending.get(key) {
             return Ok(write.clone());
         }
-        if let Some(stored) = self.read.borrow().get(key) {
-            return Ok(stored.clone());
-        }
-        let stored = read_model_key(self.tree, key)?;
-        self.read.borrow_mut().insert(key.to_vec(), stored.clone());
-        Ok(stored)
+        Ok(self.base.get(key).cloned())
     }
 
-    /// Merges the tree's range with the overlay's in key order. Where both hold a key the
-    /// overlay wins; an overlay delete hides the tree's value.
+    /// Merges the base's range with the overlay's in key order. Where both hold a key the
+    /// overlay wins; an overlay delete hides the base's value.
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageFault> {
-        let start = model_scan_start(start);
         let mut out = Vec::new();
         if start >= end || limit == 0 {
             return Ok(out);
         }
-        let mut stored = self.tree.range(start..end);
-        let mut next_stored = next_stored_pair(&mut stored)?;
-        let mut written = self.pending.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))).peekable();
+        let range = (Bound::Included(start), Bound::Excluded(end));
+        let mut stored = self.base.range::<[u8], _>(range).peekable();
+        let mut written = self.pending.range::<[u8], _>(range).peekable();
         while out.len() < limit {
-            let written_first = match (&next_stored, written.peek()) {
+            let written_first = match (stored.peek(), written.peek()) {
                 (None, None) => break,
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
-                (Some((stored_key, _)), Some((written_key, _))) => written_key.as_slice() <= stored_key.as_ref(),
+                (Some((stored_key, _)), Some((written_key, _))) => written_key <= stored_key,
             };
             if written_first {
                 let Some((key, write)) = written.next() else { break };
-                // The overlay's write replaces the tree's value for the same key.
-                if next_stored.as_ref().is_some_and(|(stored_key, _)| stored_key.as_ref() == key.as_slice()) {
-                    next_stored = next_stored_pair(&mut stored)?;
+                // The overlay's write replaces the base's value for the same key.
+                if stored.peek().is_some_and(|(stored_key, _)| *stored_key == key) {
+                    stored.next();
                 }
                 if let Some(value) = write {
                     out.push((key.clone(), value.clone()));
                 }
-            } else if let Some((key, value)) = next_stored.take() {
-                out.push((key.to_vec(), value.to_vec()));
-                next_stored = next_stored_pair(&mut stored)?;
+            } else if let Some((key, value)) = stored.next() {
+                out.push((key.clone(), value.clone()));
             }
         }
         Ok(out)
@@ -109,10 +88,6 @@ impl StateWrite for BatchOverlay<'_> {
     }
 }
 
-fn next_stored_pair(stored: &mut sled::Iter) -> Result<Option<(sled::IVec, sled::IVec)>, StorageFault> {
-    stored.next().transpose().map_err(sled_fault)
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -122,7 +97,7 @@ mod tests {
     /// One step against both the overlay and a plain map.
     #[derive(Debug, Clone)]
     enum Step {
-        /// Written to the tree before the overlay exists.
+        /// In the base before the overlay exists.
         Stored(u8, u8),
         Put(u8, u8),
         Delete(u8),
@@ -149,16 +124,14 @@ mod tests {
     proptest! {
         #[test]
         fn overlay_reads_match_a_map_with_the_same_writes(steps in proptest::collection::vec(step(), 1..80)) {
-            let db = sled::Config::new().temporary(true).open().unwrap();
-            let tree = db.open_tree("sm").unwrap();
+            let mut base = Pairs::new();
             for s in &steps {
                 if let Step::Stored(k, v) = s {
-                    tree.insert(key(*k), vec![*v]).unwrap();
+                    base.insert(key(*k), vec![*v]);
                 }
             }
-            let mut reference: BTreeMap<Vec<u8>, Vec<u8>> =
-                tree.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<Result<_, _>>().unwrap();
-            let mut overlay = BatchOverlay::new(&tree);
+            let mut reference = base.clone();
+            let mut overlay = BatchOverlay::new(&base);
             for s in steps {
                 match s {
                     Step::Stored(..) => {}
@@ -183,50 +156,23 @@ mod tests {
                 }
             }
             // The batch has the same net effect as the map.
-            tree.apply_batch(overlay.into_batch()).unwrap();
-            let written: BTreeMap<Vec<u8>, Vec<u8>> =
-                tree.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<Result<_, _>>().unwrap();
-            prop_assert_eq!(written, reference);
+            let mut landed = crate::live::LiveState { pairs: base.clone(), ..Default::default() };
+            landed.commit(overlay.into_writes(), openraft::LogId::default(), None);
+            prop_assert_eq!(landed.pairs, reference);
         }
     }
 
     #[test]
-    fn a_batch_reads_each_stored_key_from_the_tree_once() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("sm").unwrap();
-        tree.insert(b"o/1", b"v1".to_vec()).unwrap();
-        let overlay = BatchOverlay::new(&tree);
-        assert_eq!(overlay.get(b"o/1").unwrap(), Some(b"v1".to_vec()));
-        assert_eq!(overlay.get(b"o/2").unwrap(), None);
-        // Changed behind the overlay's back (which never happens during a real batch): the
-        // overlay answers from what it read, proving that the second reads skip sled.
-        tree.insert(b"o/1", b"v2".to_vec()).unwrap();
-        tree.insert(b"o/2", b"new".to_vec()).unwrap();
-        assert_eq!(overlay.get(b"o/1").unwrap(), Some(b"v1".to_vec()));
-        assert_eq!(overlay.get(b"o/2").unwrap(), None);
-    }
-
-    #[test]
-    fn a_write_hides_what_the_batch_read_before() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("sm").unwrap();
-        tree.insert(b"o/1", b"old".to_vec()).unwrap();
-        let mut overlay = BatchOverlay::new(&tree);
+    fn a_write_hides_what_the_base_holds() {
+        let mut base = Pairs::new();
+        base.insert(b"o/1".to_vec(), b"old".to_vec());
+        let mut overlay = BatchOverlay::new(&base);
         assert_eq!(overlay.get(b"o/1").unwrap(), Some(b"old".to_vec()));
         overlay.put(b"o/1".to_vec(), b"new".to_vec());
         assert_eq!(overlay.get(b"o/1").unwrap(), Some(b"new".to_vec()));
         overlay.delete(b"o/1".to_vec());
         assert_eq!(overlay.get(b"o/1").unwrap(), None);
-    }
-
-    #[test]
-    fn scans_never_show_reserved_keys() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("sm").unwrap();
-        tree.insert(crate::layout::LAST_APPLIED_KEY, b"x".to_vec()).unwrap();
-        tree.insert(b"o/1", b"org".to_vec()).unwrap();
-        let overlay = BatchOverlay::new(&tree);
-        assert_eq!(overlay.scan(b"", b"\xff", usize::MAX).unwrap(), vec![(b"o/1".to_vec(), b"org".to_vec())]);
-        assert_eq!(overlay.get(crate::layout::LAST_APPLIED_KEY).unwrap(), None);
+        assert!(overlay.scan(b"o/", b"o0", 10).unwrap().is_empty());
+        assert_eq!(base.get(b"o/1".as_slice()), Some(&b"old".to_vec()), "nothing lands before the batch ends");
     }
 }

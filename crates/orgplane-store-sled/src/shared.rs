@@ -1,6 +1,6 @@
 //! [`Shared`]: what every handle of one open store shares: the database behind a lock that
-//! compaction can take exclusively, the group flusher, and the locks that order writes against
-//! reads.
+//! compaction can take exclusively, the group flusher, and the live state of the state machine
+//! behind its own lock.
 //!
 //! No handle keeps a `sled::Db` or `sled::Tree` of its own. Each store operation takes a
 //! [`DbGuard`] (a shared lock on the current database) for as long as it uses sled, and
@@ -12,7 +12,10 @@
 //! could keep compaction (and every operation queued behind it) waiting on a runtime whose
 //! threads are all blocked.
 //!
-//! Lock order: the database guard first, then the apply lock or the snapshot save lock.
+//! The live state ([`LiveState`]) is in memory and not in the database: reads and applies never
+//! wait for a compaction. A batch lands under its write lock, so readers see whole batches.
+//!
+//! Lock order: the database guard first, then the snapshot save lock, then the state lock.
 //! Compaction and the residency scans also serialize on `maintenance`, taken before the
 //! database lock, so a long scan never holds a shared guard while compaction waits for it
 //! (which would stall every operation queued behind compaction).
@@ -29,7 +32,7 @@ use orgplane_raft::TypeConfig;
 use crate::error::StoreError;
 use crate::flusher::{FlushWaiter, GroupFlusher};
 use crate::layout::Trees;
-use crate::state_reader::ApplyLock;
+use crate::live::LiveState;
 
 /// An open sled database and its trees.
 pub(crate) struct OpenDb {
@@ -53,8 +56,9 @@ pub(crate) struct Shared {
     flusher: GroupFlusher<Waiter>,
     /// The current database, swapped by compaction.
     slot: Arc<DbSlot>,
-    /// Held exclusively while a batch lands in `sm`, so readers see whole batches.
-    pub(crate) apply_lock: ApplyLock,
+    /// The state machine's state. Written only by the state machine (one batch or one
+    /// installed snapshot at a time), read by everyone.
+    state: RwLock<LiveState>,
     /// Serializes writes of the current snapshot, so a slow build cannot replace a newer
     /// snapshot that an install or another build saved meanwhile.
     snapshot_save_lock: Mutex<()>,
@@ -95,7 +99,7 @@ impl FlushWaiter for Waiter {
 
 impl Shared {
     /// Wraps the opened database of `dir` and starts the flusher thread.
-    pub(crate) fn start(dir: &Path, db: sled::Db, trees: Trees) -> Result<Arc<Shared>, StoreError> {
+    pub(crate) fn start(dir: &Path, db: sled::Db, trees: Trees, state: LiveState) -> Result<Arc<Shared>, StoreError> {
         let slot = Arc::new(RwLock::new(Some(OpenDb { db, trees })));
         let flushed = slot.clone();
         let flusher = GroupFlusher::start(move || flush_current(&flushed))?;
@@ -103,7 +107,7 @@ impl Shared {
             dir: dir.to_path_buf(),
             flusher,
             slot,
-            apply_lock: ApplyLock::default(),
+            state: RwLock::new(state),
             snapshot_save_lock: Mutex::default(),
             maintenance: Mutex::default(),
         }))
@@ -121,6 +125,24 @@ impl Shared {
     /// The exclusive lock on the slot: no operation runs while it lives.
     pub(crate) fn db_exclusive(&self) -> RwLockWriteGuard<'_, Option<OpenDb>> {
         self.slot.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A shared lock on the live state: no batch lands while it lives. Never hold one across
+    /// an `.await`, nor ask for a second one while holding it: a waiting writer blocks new
+    /// readers.
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, LiveState> {
+        // A panic while the lock was held cannot leave half a batch: batches land whole.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The live state's lock itself, for the state machine's applies.
+    pub(crate) fn state_lock(&self) -> &RwLock<LiveState> {
+        &self.state
+    }
+
+    /// The exclusive lock on the live state, for landing a batch or replacing the state.
+    pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, LiveState> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Held while the current snapshot is written.

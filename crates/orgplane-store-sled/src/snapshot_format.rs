@@ -1,4 +1,4 @@
-//! The bytes of a state-machine snapshot: the whole `sm` tree (model data, last applied log
+//! The bytes of a state-machine snapshot: the whole live state (model data, last applied log
 //! id, last membership) as length-prefixed pairs, with a header and a checksum.
 //!
 //! ```text
@@ -6,11 +6,11 @@
 //! ```
 //!
 //! Integers are big-endian. The CRC-32 covers every byte before it. Pairs are in strictly
-//! ascending key order, as the tree iterates them; decoding checks all of this, so a snapshot
+//! ascending key order, as the state holds them; decoding checks all of this, so a snapshot
 //! that arrives damaged is refused before anything is changed.
 //!
 //! The same bytes are a backup's data: [`SnapshotChunks`] produces them a bounded piece at a
-//! time (a backup streams them), and [`encode_each`] writes them in one buffer as a tree
+//! time (a backup streams them), and [`encode_each`] writes them in one buffer as the state
 //! iterates (a Raft snapshot); tests hold both to the same bytes. [`decode_each`] walks a
 //! snapshot's pairs without copying them.
 
@@ -24,7 +24,7 @@ pub(crate) const SNAPSHOT_VERSION: u32 = 1;
 const HEADER_LEN: usize = MAGIC.len() + 4 + 8;
 const CHECKSUM_LEN: usize = 4;
 
-/// A key and its value, as stored in the `sm` tree.
+/// A key and its value, as a snapshot holds them.
 #[cfg(test)]
 pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 

@@ -1,47 +1,42 @@
 //! The replicated state machine: [`StateMachineStore`] (openraft's `RaftStateMachine`) and its
 //! snapshot builder.
 //!
-//! Every `apply` call writes all its entries' effects, the last applied log id and the last
-//! membership in ONE atomic sled batch on the `sm` tree, so the tree always holds the state
-//! after some whole number of `apply` calls, and its last applied id says which.
+//! The state is in memory ([`LiveState`]). Every `apply` call computes all its entries' effects
+//! through one overlay and lands them, with the last applied log id and the last membership, in
+//! one step under the state's write lock, so readers see the state after some whole number of
+//! `apply` calls, and its last applied id says which.
 //!
-//! Durability: `apply` does not flush. The log is durable (appends are flushed before Raft
-//! counts them) and committed entries are never truncated, so after a crash openraft re-applies
-//! everything after the tree's last applied id that it knows to be committed (from the saved
-//! committed id, or from the leader). sled recovers writes in the order they were made, so the
-//! tree is never ahead of the log it was applied from. The one thing that needs the tree itself
-//! on disk is purging: openraft purges the log only up to a snapshot, and the tree is flushed
-//! before a snapshot is taken, so every purged entry is covered by the durable tree.
+//! Durability: `apply` writes nothing to disk. The log is durable (appends are flushed before
+//! Raft counts them) and committed entries are never truncated; the current snapshot is saved
+//! and flushed before openraft purges the log up to it. So the state after any crash is the
+//! current snapshot plus the log after it: [`recover`], run by every open, decodes the one and
+//! applies the other up to the last committed id the log store saved, and openraft applies
+//! whatever else it learns is committed.
 
 use std::io::Cursor;
-use std::sync::Arc;
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
-    StoredMembership,
-};
+use openraft::{Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta};
 use orgplane_model::state::{apply, StateWrite, StorageFault};
 use orgplane_raft::{NodeId, RaftRequest, RaftResponse, TypeConfig};
 
 use crate::error::{to_raft, RaftStorageError, StoreError};
-use crate::layout::{
-    decode_json, encode_json, is_reserved_key, read_json, Trees, LAST_APPLIED_KEY, LAST_MEMBERSHIP_KEY,
-    SNAPSHOT_CURRENT_KEY, SNAPSHOT_INSTALLING_KEY,
-};
+use crate::layout::{decode_json, encode_json, read_json, Trees, COMMITTED_KEY, SNAPSHOT_CURRENT_KEY};
+use crate::live::{applied_pointers_in, LiveState, Membership};
+use crate::log_store::read_entries;
 use crate::overlay::BatchOverlay;
 use crate::shared::Shared;
 use crate::snapshot_format;
 use crate::state_reader::StateReader;
 
 /// openraft's metadata of a snapshot, for this crate's node types.
-type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
-/// The last membership applied, with the id of its log entry.
-type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+pub(crate) type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
-/// The state machine: the model's state in the `sm` tree, the current snapshot in the
-/// `snapshot` tree. Batches land under the store's apply lock, so readers see whole batches.
+/// The state machine: the live state in memory (shared with readers), the current snapshot in
+/// the `snapshot` tree.
 pub struct StateMachineStore {
     shared: Arc<Shared>,
     /// Told about every snapshot built or installed, for metrics.
@@ -57,20 +52,20 @@ pub trait SnapshotObserver: Send + Sync + 'static {
     fn snapshot_installed(&self, elapsed: Duration);
 }
 
-/// Builds a snapshot from the copy of the `sm` tree taken by
+/// Builds a snapshot from the copy of the state taken by
 /// [`RaftStateMachine::get_snapshot_builder`].
 pub struct SnapshotBuilder {
     shared: Arc<Shared>,
-    /// The whole tree at the time the builder was made, or why it could not be copied (the
+    /// The state at the time the builder was made, encoded, or why it could not be (the
     /// trait's `get_snapshot_builder` cannot fail, so the error waits for `build_snapshot`).
-    copy: Result<TreeCopy, StoreError>,
+    copy: Result<StateBytes, StoreError>,
     /// When the copy began: a build's duration runs from there to the saved snapshot.
     started: Instant,
     observer: Option<Arc<dyn SnapshotObserver>>,
 }
 
-/// The `sm` tree encoded as a snapshot, with the applied pointers it holds.
-struct TreeCopy {
+/// The live state encoded as a snapshot, with the applied pointers it holds.
+struct StateBytes {
     data: Vec<u8>,
     last_applied: Option<LogId<NodeId>>,
     last_membership: Membership,
@@ -86,16 +81,11 @@ impl StateMachineStore {
         self.observer = Some(observer);
     }
 
-    /// Installs a snapshot as [`RaftStateMachine::install_snapshot`] does, but stops after
-    /// `batches` batches of its pairs as if the process had crashed there. Not for production.
+    /// Puts `value` at `key` of the live state, as if a command had, without a log entry: to
+    /// plant a damaged record in a test. Not for production.
     #[doc(hidden)]
-    pub fn install_snapshot_crashing_after(
-        &self,
-        meta: &Meta,
-        data: Vec<u8>,
-        batches: usize,
-    ) -> Result<(), StoreError> {
-        self.replace_state(meta, data, InstallStop(Some(batches)))
+    pub fn plant_record_for_test(&self, key: &[u8], value: &[u8]) {
+        self.shared.write_state().pairs.insert(key.to_vec(), value.to_vec());
     }
 
     /// A read handle on the live state, for queries. Cheap; clone it freely.
@@ -103,181 +93,132 @@ impl StateMachineStore {
         StateReader::new(self.shared.clone())
     }
 
-    fn applied_pointers(&self) -> Result<(Option<LogId<NodeId>>, Membership), StoreError> {
-        let db = self.shared.db()?;
-        let last_applied = read_json(&db.trees.sm, LAST_APPLIED_KEY, "last applied log id")?;
-        let last_membership = read_json(&db.trees.sm, LAST_MEMBERSHIP_KEY, "last membership")?.unwrap_or_default();
-        Ok((last_applied, last_membership))
+    fn applied_pointers(&self) -> (Option<LogId<NodeId>>, Membership) {
+        let state = self.shared.read_state();
+        (state.last_applied, state.last_membership.clone())
     }
 
-    /// Applies `entries` through one overlay and writes the result as one batch.
-    fn apply_entries(
-        &self,
-        entries: impl IntoIterator<Item = Entry<TypeConfig>>,
-    ) -> Result<Vec<RaftResponse>, StoreError> {
-        // The guard spans the whole call: the overlay's reads and the batch it becomes must be
-        // of the same database.
-        let db = self.shared.db()?;
-        let mut overlay = BatchOverlay::new(&db.trees.sm);
-        let mut responses = Vec::new();
-        let mut last_applied = None;
-        let mut last_membership = None;
-        for entry in entries {
-            let log_id = entry.log_id;
-            let response = match entry.payload {
-                EntryPayload::Blank => RaftResponse::default(),
-                EntryPayload::Normal(request) => {
-                    apply_request(&mut overlay, &request).map_err(|fault| StoreError::Apply { log_id, fault })?
-                }
-                EntryPayload::Membership(membership) => {
-                    last_membership = Some(Membership::new(Some(log_id), membership));
-                    RaftResponse::default()
-                }
-            };
-            responses.push(response);
-            last_applied = Some(log_id);
-        }
-        let Some(last_applied) = last_applied else { return Ok(responses) };
-        self.write_applied_batch(&db.trees.sm, overlay, &last_applied, last_membership.as_ref())?;
-        Ok(responses)
+    /// Encodes the whole live state. openraft calls this from the state machine worker, the
+    /// same task that calls `apply`, so no batch lands meanwhile; readers go on.
+    fn encode_state(&self) -> Result<StateBytes, StoreError> {
+        let state = self.shared.read_state();
+        let data = state.encode()?;
+        Ok(StateBytes { data, last_applied: state.last_applied, last_membership: state.last_membership.clone() })
     }
 
-    /// Writes the overlay's effects with the applied pointers, atomically and under the apply
-    /// lock, so neither a crash nor a reader sees part of it.
-    fn write_applied_batch(
-        &self,
-        sm: &sled::Tree,
-        overlay: BatchOverlay<'_>,
-        last_applied: &LogId<NodeId>,
-        last_membership: Option<&Membership>,
-    ) -> Result<(), StoreError> {
-        let mut batch = overlay.into_batch();
-        batch.insert(LAST_APPLIED_KEY, encode_json("last applied log id", last_applied)?);
-        if let Some(membership) = last_membership {
-            batch.insert(LAST_MEMBERSHIP_KEY, encode_json("last membership", membership)?);
-        }
-        let _no_reads = self.shared.apply_lock.write();
-        sm.apply_batch(batch).map_err(StoreError::sled("writing applied entries"))
-    }
-
-    /// Flushes, then encodes the whole tree. The flush makes the durable tree at least as new
-    /// as the copy, which is what allows openraft to purge the log up to the snapshot. The pairs
-    /// are encoded as the tree yields them, so the copy is the snapshot's bytes and nothing more.
-    async fn copy_tree(&self) -> Result<TreeCopy, StoreError> {
-        self.shared.flush("flushing before a snapshot").await?;
-        let db = self.shared.db()?;
-        let mut pointers: Vec<(sled::IVec, sled::IVec)> = Vec::new();
-        let data = snapshot_format::encode_each(db.trees.sm.iter().inspect(|pair| {
-            if let Ok((key, value)) = pair {
-                if is_reserved_key(key) {
-                    pointers.push((key.clone(), value.clone()));
-                }
-            }
-        }))
-        .map_err(StoreError::sled("copying the state for a snapshot"))?;
-        let (last_applied, last_membership) = applied_pointers_in(&pointers)?;
-        Ok(TreeCopy { data, last_applied, last_membership })
-    }
-
-    /// Verifies the snapshot, makes it the current one, then replaces the whole tree with its
-    /// pairs (see [`write_current_snapshot_state`]). Readers wait until the tree is whole.
-    fn replace_state(&self, meta: &Meta, data: Vec<u8>, stop: InstallStop) -> Result<(), StoreError> {
+    /// Verifies the snapshot, makes it the current one, then replaces the live state with its
+    /// state. A crash after the record is saved reopens with the snapshot's state (see
+    /// [`recover`]).
+    fn replace_state(&self, meta: &Meta, data: Vec<u8>) -> Result<(), StoreError> {
         check_snapshot(&data, meta)?;
-        // The record is the one copy kept: the received bytes go before the tree is written.
         let record = encode_snapshot_record(meta, &data)?;
         drop(data);
+        let state = LiveState::from_snapshot(split_snapshot_record(&record)?.1)?;
         let db = self.shared.db()?;
         let _saving = self.shared.snapshot_save_lock();
-        let _no_reads = self.shared.apply_lock.write();
-        let mut marked = sled::Batch::default();
-        marked.insert(SNAPSHOT_CURRENT_KEY, record);
-        marked.insert(SNAPSHOT_INSTALLING_KEY, meta.snapshot_id.as_bytes());
-        db.trees.snapshot.apply_batch(marked).map_err(StoreError::sled("marking a snapshot install"))?;
-        write_current_snapshot_state(&db.trees, stop)
-    }
-}
-
-/// Pairs written per sled batch while a snapshot's state is written: what an install holds in
-/// memory beyond the snapshot's own bytes. (One transaction of the whole state, as this was
-/// first written, held it several times over: a node joining a region of 200k members peaked at
-/// 5.5 GiB.)
-const INSTALL_BATCH_PAIRS: usize = 4096;
-
-/// Where a test stops an install, as if the process had crashed there: after this many batches
-/// of pairs. `None` in production.
-#[derive(Clone, Copy)]
-struct InstallStop(Option<usize>);
-
-/// Replaces the `sm` tree with the state of the current snapshot, which is marked as being
-/// installed. The tree is cleared, written a bounded batch at a time, and gets the applied
-/// pointers last; then the mark goes. sled recovers a prefix of the writes made, so after a
-/// crash anywhere in here the mark is still there (and [`finish_interrupted_install`] on the
-/// next open does all of it again), or the whole state and its pointers are.
-fn write_current_snapshot_state(trees: &Trees, stop: InstallStop) -> Result<(), StoreError> {
-    let record = trees
-        .snapshot
-        .get(SNAPSHOT_CURRENT_KEY)
-        .map_err(StoreError::sled("reading the snapshot being installed"))?
-        .ok_or_else(|| StoreError::CorruptRecord {
-            what: "current snapshot record",
-            reason: "a snapshot install is marked, but there is no current snapshot".into(),
-        })?;
-    let (_, data) = split_snapshot_record(&record)?;
-    trees.sm.clear().map_err(StoreError::sled("clearing the state for a snapshot"))?;
-    let mut pointers = sled::Batch::default();
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0;
-    let mut batches = 0;
-    let mut written: Result<(), StoreError> = Ok(());
-    snapshot_format::decode_each(data, |key, value| {
-        if written.is_err() {
-            return;
-        }
-        if is_reserved_key(key) {
-            pointers.insert(key, value);
-            return;
-        }
-        batch.insert(key, value);
-        in_batch += 1;
-        if in_batch == INSTALL_BATCH_PAIRS {
-            in_batch = 0;
-            batches += 1;
-            written = trees
-                .sm
-                .apply_batch(std::mem::take(&mut batch))
-                .map_err(StoreError::sled("writing a snapshot's state"))
-                .and_then(|()| stop.check(batches));
-        }
-    })?;
-    written?;
-    trees.sm.apply_batch(batch).map_err(StoreError::sled("writing a snapshot's state"))?;
-    trees.sm.apply_batch(pointers).map_err(StoreError::sled("writing a snapshot's applied pointers"))?;
-    trees.snapshot.remove(SNAPSHOT_INSTALLING_KEY).map_err(StoreError::sled("unmarking a snapshot install"))?;
-    Ok(())
-}
-
-impl InstallStop {
-    fn check(self, batches: usize) -> Result<(), StoreError> {
-        if self.0 == Some(batches) {
-            tracing::warn!(batches, "snapshot install stopped by the test hook");
-            return Err(StoreError::InstallInterrupted { batches });
-        }
+        db.trees
+            .snapshot
+            .insert(SNAPSHOT_CURRENT_KEY, record)
+            .map_err(StoreError::sled("saving an installed snapshot"))?;
+        *self.shared.write_state() = state;
         Ok(())
     }
 }
 
-/// Completes a snapshot install that a crash interrupted: called on open, before anything reads
-/// the state. Flushes what it wrote.
-pub(crate) fn finish_interrupted_install(db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
-    let marked = trees
-        .snapshot
-        .get(SNAPSHOT_INSTALLING_KEY)
-        .map_err(StoreError::sled("looking for an interrupted snapshot install"))?;
-    let Some(snapshot_id) = marked else { return Ok(()) };
-    tracing::warn!(snapshot_id = %String::from_utf8_lossy(&snapshot_id), "completing an interrupted snapshot install");
-    write_current_snapshot_state(trees, InstallStop(None))?;
-    db.flush().map_err(StoreError::sled("flushing a completed snapshot install"))?;
-    Ok(())
+/// Applies `entries` through one overlay over the live state, then lands the batch in one step.
+/// Nothing lands when any entry fails. The caller is the state's only writer.
+fn apply_entries(
+    state: &RwLock<LiveState>,
+    entries: impl IntoIterator<Item = Entry<TypeConfig>>,
+) -> Result<Vec<RaftResponse>, StoreError> {
+    let read = state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut overlay = BatchOverlay::new(&read.pairs);
+    let mut responses = Vec::new();
+    let mut last_applied = None;
+    let mut last_membership = None;
+    for entry in entries {
+        let log_id = entry.log_id;
+        let response = match entry.payload {
+            EntryPayload::Blank => RaftResponse::default(),
+            EntryPayload::Normal(request) => {
+                apply_request(&mut overlay, &request).map_err(|fault| StoreError::Apply { log_id, fault })?
+            }
+            EntryPayload::Membership(membership) => {
+                last_membership = Some(Membership::new(Some(log_id), membership));
+                RaftResponse::default()
+            }
+        };
+        responses.push(response);
+        last_applied = Some(log_id);
+    }
+    let Some(last_applied) = last_applied else { return Ok(responses) };
+    let writes = overlay.into_writes();
+    // The caller is the only writer, so nothing lands between this read lock and the write lock.
+    drop(read);
+    state.write().unwrap_or_else(std::sync::PoisonError::into_inner).commit(writes, last_applied, last_membership);
+    Ok(responses)
+}
+
+/// Log entries applied per batch while [`recover`] replays the log: what it holds beyond the
+/// state.
+const RECOVERY_BATCH_ENTRIES: u64 = 1024;
+
+/// The state a store opens with: the current snapshot's, then every stored log entry after it
+/// up to the saved committed id, applied in order. A log that does not reach back to the
+/// snapshot is refused as corrupt (the log is purged only up to a saved snapshot).
+pub(crate) fn recover(trees: &Trees) -> Result<LiveState, StoreError> {
+    let state =
+        match trees.snapshot.get(SNAPSHOT_CURRENT_KEY).map_err(StoreError::sled("reading the current snapshot"))? {
+            Some(record) => {
+                let (meta, data) = split_snapshot_record(&record)?;
+                let state = LiveState::from_snapshot(data)?;
+                if state.last_applied != meta.last_log_id {
+                    return Err(StoreError::CorruptRecord {
+                        what: "current snapshot record",
+                        reason: format!(
+                            "its data was applied up to {:?}, its meta says {:?}",
+                            state.last_applied, meta.last_log_id
+                        ),
+                    });
+                }
+                state
+            }
+            None => LiveState::default(),
+        };
+    let committed: Option<LogId<NodeId>> = read_json(&trees.raft_state, COMMITTED_KEY, "committed log id")?;
+    let Some(committed) = committed else { return Ok(state) };
+    let state = RwLock::new(state);
+    loop {
+        let next = match state.read().unwrap_or_else(std::sync::PoisonError::into_inner).last_applied {
+            Some(applied) => applied.index + 1,
+            // Nothing applied and no snapshot: the log was never purged, so it starts where the
+            // first stored entry is.
+            None => first_log_index(trees)?.unwrap_or(0),
+        };
+        if next > committed.index {
+            break;
+        }
+        let end = committed.index.min(next + RECOVERY_BATCH_ENTRIES - 1);
+        let entries = read_entries(&trees.log, (Bound::Included(next), Bound::Included(end)))?;
+        if entries.first().map(|e| e.log_id.index) != Some(next) || entries.len() as u64 != end - next + 1 {
+            return Err(StoreError::CorruptRecord {
+                what: "log",
+                reason: format!("entries {next}..={end} are committed after the snapshot but not all stored"),
+            });
+        }
+        apply_entries(&state, entries)?;
+    }
+    let state = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(applied) = state.last_applied {
+        tracing::info!(last_applied = %applied, "state recovered from the snapshot and the committed log");
+    }
+    Ok(state)
+}
+
+/// The index of the first stored log entry, if any.
+fn first_log_index(trees: &Trees) -> Result<Option<u64>, StoreError> {
+    let first = trees.log.first().map_err(StoreError::sled("reading the first log entry"))?;
+    Ok(first.and_then(|(key, _)| key.as_ref().try_into().ok().map(u64::from_be_bytes)))
 }
 
 /// Applies a request's commands in order; each sees the effects of the ones before it.
@@ -289,23 +230,12 @@ fn apply_request(state: &mut impl StateWrite, request: &RaftRequest) -> Result<R
     Ok(RaftResponse { results })
 }
 
-/// The applied pointers stored among a tree's pairs.
-fn applied_pointers_in<K: AsRef<[u8]>, V: AsRef<[u8]>>(
-    pairs: &[(K, V)],
-) -> Result<(Option<LogId<NodeId>>, Membership), StoreError> {
-    let value_of = |wanted: &[u8]| pairs.iter().find(|(key, _)| key.as_ref() == wanted).map(|(_, v)| v.as_ref());
-    let last_applied = value_of(LAST_APPLIED_KEY).map(|v| decode_json("last applied log id", v)).transpose()?;
-    let last_membership =
-        value_of(LAST_MEMBERSHIP_KEY).map(|v| decode_json("last membership", v)).transpose()?.unwrap_or_default();
-    Ok((last_applied, last_membership))
-}
-
 /// Verifies a received snapshot's bytes (checksum and structure) and refuses one whose data does
 /// not hold the state its metadata claims. Nothing is written.
 fn check_snapshot(data: &[u8], meta: &Meta) -> Result<(), StoreError> {
     let mut pointers: Vec<(&[u8], &[u8])> = Vec::new();
     snapshot_format::decode_each(data, |key, value| {
-        if is_reserved_key(key) {
+        if crate::layout::is_reserved_key(key) {
             pointers.push((key, value));
         }
     })?;
@@ -324,7 +254,7 @@ fn check_snapshot(data: &[u8], meta: &Meta) -> Result<(), StoreError> {
 
 /// The current-snapshot record: the meta's JSON length (u64 big-endian), the meta's JSON, the
 /// snapshot bytes.
-fn encode_snapshot_record(meta: &Meta, data: &[u8]) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_snapshot_record(meta: &Meta, data: &[u8]) -> Result<Vec<u8>, StoreError> {
     let meta_json = encode_json("snapshot meta", meta)?;
     let mut record = Vec::with_capacity(8 + meta_json.len() + data.len());
     record.extend_from_slice(&(meta_json.len() as u64).to_be_bytes());
@@ -339,7 +269,7 @@ fn decode_snapshot_record(record: &[u8]) -> Result<(Meta, Vec<u8>), StoreError> 
 }
 
 /// The meta of a current-snapshot record, and its snapshot bytes, borrowed.
-fn split_snapshot_record(record: &[u8]) -> Result<(Meta, &[u8]), StoreError> {
+pub(crate) fn split_snapshot_record(record: &[u8]) -> Result<(Meta, &[u8]), StoreError> {
     let corrupt = |reason: &str| StoreError::CorruptRecord { what: "current snapshot record", reason: reason.into() };
     let (len, rest) = record.split_first_chunk::<8>().ok_or_else(|| corrupt("shorter than its length prefix"))?;
     let len = usize::try_from(u64::from_be_bytes(*len)).map_err(|_| corrupt("meta length overflows"))?;
@@ -392,10 +322,6 @@ fn sm_write_error(error: StoreError) -> RaftStorageError {
     to_raft(ErrorSubject::StateMachine, ErrorVerb::Write, &error)
 }
 
-fn sm_read_error(error: StoreError) -> RaftStorageError {
-    to_raft(ErrorSubject::StateMachine, ErrorVerb::Read, &error)
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// Serializes the copy taken when the builder was made. openraft runs this in its own task,
     /// concurrently with further applies, which is why it works from a copy.
@@ -420,7 +346,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership), RaftStorageError> {
-        self.applied_pointers().map_err(sm_read_error)
+        Ok(self.applied_pointers())
     }
 
     #[tracing::instrument(name = "store.apply", skip_all)]
@@ -429,19 +355,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.apply_entries(entries).map_err(|e| match &e {
+        apply_entries(self.shared.state_lock(), entries).map_err(|e| match &e {
             StoreError::Apply { log_id, .. } => to_raft(ErrorSubject::Apply(*log_id), ErrorVerb::Write, &e),
             _ => sm_write_error(e),
         })
     }
 
-    /// Copies the whole `sm` tree now. sled has no point-in-time snapshots, so the copy is what
-    /// makes the snapshot consistent: openraft calls this from the state machine worker, the
-    /// same task that calls `apply`, so no apply runs while the copy is taken.
+    /// Encodes the whole live state now: openraft calls this from the state machine worker, the
+    /// same task that calls `apply`, so no batch lands while the copy is taken.
     #[tracing::instrument(name = "store.snapshot_copy", skip_all)]
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         let started = Instant::now();
-        let copy = self.copy_tree().await;
+        let copy = self.encode_state();
         SnapshotBuilder { shared: self.shared.clone(), copy, started, observer: self.observer.clone() }
     }
 
@@ -453,7 +378,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), RaftStorageError> {
         let started = Instant::now();
         let write_error = |e: StoreError| to_raft(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e);
-        self.replace_state(meta, snapshot.into_inner(), InstallStop(None)).map_err(write_error)?;
+        self.replace_state(meta, snapshot.into_inner()).map_err(write_error)?;
         self.shared.flush("flushing an installed snapshot").await.map_err(write_error)?;
         if let Some(observer) = &self.observer {
             observer.snapshot_installed(started.elapsed());

@@ -1,16 +1,11 @@
-//! [`StateReader`]: the node's read handle on the live state machine, and the model-key reads
-//! it shares with the apply overlay.
+//! [`StateReader`]: the node's read handle on the live state machine.
 //!
-//! sled has no point-in-time snapshots, and one sled scan can straddle a batch (it takes sled's
-//! internal read guard per step, not per scan). So the state machine and its readers share a
-//! lock: an `apply` or snapshot install holds it exclusively while its batch lands, a read
-//! holds it shared. One [`StateRead`] call on the reader sees whole batches; a query that makes
-//! several calls (a scan, then a get per row) gets the same guarantee through
-//! [`StateReader::read_consistent`].
+//! The state is in memory behind a lock (see `shared`): an `apply` or snapshot install holds
+//! it exclusively while its batch lands, a read holds it shared. One [`StateRead`] call on the
+//! reader sees whole batches; a query that makes several calls (a scan, then a get per row)
+//! gets the same guarantee through [`StateReader::read_consistent`].
 
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
-
-use crate::shared::{DbGuard, Shared};
+use std::sync::{Arc, RwLockReadGuard};
 
 use openraft::LogId;
 use orgplane_model::state::{StateRead, StorageFault};
@@ -19,29 +14,15 @@ use orgplane_raft::NodeId;
 use crate::backup::StateCopy;
 use crate::compact::{self, CompactReport, CompactStep, StopAfter};
 use crate::error::StoreError;
-use crate::layout::{is_reserved_key, read_json, FIRST_MODEL_KEY, LAST_APPLIED_KEY, SNAPSHOT_CURRENT_KEY};
+use crate::layout::SNAPSHOT_CURRENT_KEY;
+use crate::live::LiveState;
 use crate::residency::{self, FileHit};
+use crate::shared::Shared;
 
-/// Serializes batch writes to the state machine tree against reads of it. It guards no data of
-/// its own, so a poisoned lock (a panic elsewhere) is simply taken over.
-#[derive(Clone, Default)]
-pub(crate) struct ApplyLock(Arc<RwLock<()>>);
-
-impl ApplyLock {
-    /// Held by writers while a batch lands in the tree.
-    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
-        self.0.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ()> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A cheap, clonable read handle on the live state machine (the `sm` tree), for the node's
-/// queries. It sees applied entries as soon as `apply` returns; after a restart it may lag the
-/// last answered write until openraft re-applies the committed log (see the state machine's
-/// durability notes), so linearizable reads must still wait for the applied index.
+/// A cheap, clonable read handle on the live state machine, for the node's queries. It sees
+/// applied entries as soon as `apply` returns; after a restart it holds the state up to the
+/// last committed id the log store saved, and may lag the last answered write until openraft
+/// learns the rest is committed, so linearizable reads must still wait for the applied index.
 ///
 /// It also holds the store's maintenance operations: online compaction
 /// ([`StateReader::compact_files`]) and the residency scans ([`StateReader::scan_files`],
@@ -54,9 +35,7 @@ pub struct StateReader {
 /// A view in which no batch lands while it lives. Handed to the closure of
 /// [`StateReader::read_consistent`].
 pub struct ConsistentView<'a> {
-    /// `None` when the store is closed (see [`StoreError::Closed`]); every read then fails.
-    db: Option<DbGuard<'a>>,
-    _no_batch_lands: RwLockReadGuard<'a, ()>,
+    state: RwLockReadGuard<'a, LiveState>,
 }
 
 impl StateReader {
@@ -69,29 +48,23 @@ impl StateReader {
     /// each org). Keep `query` short and do not call this reader from inside it: a waiting
     /// apply blocks new readers, so a nested read could deadlock.
     pub fn read_consistent<T>(&self, query: impl FnOnce(&ConsistentView<'_>) -> T) -> T {
-        // The database guard first, then the apply lock: the store's lock order.
-        let db = self.shared.db().ok();
-        let view = ConsistentView { db, _no_batch_lands: self.shared.apply_lock.read() };
+        let view = ConsistentView { state: self.shared.read_state() };
         query(&view)
     }
 
     /// A copy of the whole state machine (model data and applied pointers) for a backup, taken
     /// while no batch lands, so it is the state after exactly the entries up to its last
-    /// applied id. sled has no point-in-time snapshots and a plain scan could straddle a
-    /// batch; the lock is what makes the copy consistent. Applies wait while the copy is
-    /// taken (as they do for a Raft snapshot's copy), and reads that arrive behind a waiting
-    /// apply wait too; nothing waits while the copy is streamed. Blocking: call it off the
-    /// async runtime's threads.
+    /// applied id. Applies wait while the copy is taken (as they do for a Raft snapshot's
+    /// copy), and reads that arrive behind a waiting apply wait too; nothing waits while the
+    /// copy is streamed. Blocking: call it off the async runtime's threads.
     pub fn copy_state(&self) -> Result<StateCopy, StoreError> {
-        let db = self.shared.db()?;
-        let _no_batch_lands = self.shared.apply_lock.read();
-        StateCopy::of_tree(&db.trees.sm)
+        StateCopy::of_state(&self.shared.read_state())
     }
 
     /// The id of the last log entry whose effects are in the state machine, or `None` before
     /// the first apply.
     pub fn last_applied(&self) -> Result<Option<LogId<NodeId>>, StoreError> {
-        read_json(&self.shared.db()?.trees.sm, LAST_APPLIED_KEY, "last applied log id")
+        Ok(self.shared.read_state().last_applied)
     }
 
     /// The bytes the whole database (log, vote, state machine, snapshot) takes on disk, for
@@ -173,75 +146,20 @@ impl StateReader {
 
 impl StateRead for StateReader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageFault> {
-        let db = self.shared.db().map_err(store_fault)?;
-        let _no_batch_lands = self.shared.apply_lock.read();
-        read_model_key(&db.trees.sm, key)
+        self.shared.read_state().get(key)
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageFault> {
-        let db = self.shared.db().map_err(store_fault)?;
-        let _no_batch_lands = self.shared.apply_lock.read();
-        scan_model_range(&db.trees.sm, start, end, limit)
-    }
-}
-
-impl ConsistentView<'_> {
-    fn sm(&self) -> Result<&sled::Tree, StorageFault> {
-        match &self.db {
-            Some(db) => Ok(&db.trees.sm),
-            None => Err(StorageFault("the store is closed: a compaction could not reopen it".into())),
-        }
+        self.shared.read_state().scan(start, end, limit)
     }
 }
 
 impl StateRead for ConsistentView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageFault> {
-        read_model_key(self.sm()?, key)
+        self.state.get(key)
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageFault> {
-        scan_model_range(self.sm()?, start, end, limit)
+        self.state.scan(start, end, limit)
     }
-}
-
-fn store_fault(error: StoreError) -> StorageFault {
-    StorageFault(error.to_string())
-}
-
-/// Reads a model key. Reserved keys are not part of the model's state and read as absent.
-pub(crate) fn read_model_key(tree: &sled::Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StorageFault> {
-    if is_reserved_key(key) {
-        return Ok(None);
-    }
-    Ok(tree.get(key).map_err(sled_fault)?.map(|value| value.to_vec()))
-}
-
-/// Key-value pairs in key order, as the model's `scan` returns them.
-pub(crate) type ModelPairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Scans model keys in `start..end`, in key order, at most `limit` of them.
-pub(crate) fn scan_model_range(
-    tree: &sled::Tree,
-    start: &[u8],
-    end: &[u8],
-    limit: usize,
-) -> Result<ModelPairs, StorageFault> {
-    let start = model_scan_start(start);
-    if start >= end {
-        return Ok(Vec::new());
-    }
-    tree.range(start..end)
-        .take(limit)
-        .map(|pair| pair.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(sled_fault))
-        .collect()
-}
-
-/// Where a model scan from `start` begins: never below the first model key, so reserved keys
-/// stay invisible to the model.
-pub(crate) fn model_scan_start(start: &[u8]) -> &[u8] {
-    start.max(FIRST_MODEL_KEY)
-}
-
-pub(crate) fn sled_fault(error: sled::Error) -> StorageFault {
-    StorageFault(format!("sled: {error}"))
 }

@@ -7,7 +7,7 @@ use orgplane_model::{Command, CommandOutcome, DomainError, Op, Role};
 use orgplane_raft::TypeConfig;
 use proptest::prelude::*;
 
-use crate::support::{blank, cmd, dump, fresh_store, log_id, normal, org_id, reopen, write_raw};
+use crate::support::{blank, cmd, dump, fresh_store, log_id, normal, org_id};
 
 #[tokio::test]
 async fn commands_of_one_request_see_each_other_and_answer_in_order() {
@@ -73,14 +73,12 @@ fn outcome_shape(result: &Result<CommandOutcome, DomainError>) -> String {
 
 #[tokio::test]
 async fn a_fault_in_any_entry_writes_nothing_of_the_call() {
-    let (dir, log, mut sm) = fresh_store();
+    let (_dir, _log, mut sm) = fresh_store();
     sm.apply([normal(1, 1, vec![cmd("c0", 1_000, Op::CreateOrg { id: org_id(5), name: "Before".into() })])])
         .await
         .unwrap();
-    drop((log, sm));
     // An org record that is not JSON: touching it is a storage fault, not a refusal.
-    write_raw(dir.path(), "sm", format!("o/{}", org_id(9)).as_bytes(), b"not json");
-    let (_log, mut sm) = reopen(dir.path());
+    sm.plant_record_for_test(format!("o/{}", org_id(9)).as_bytes(), b"not json");
     let before = dump(&sm.state_reader());
 
     let result = sm

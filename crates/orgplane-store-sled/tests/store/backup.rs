@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
 use orgplane_model::{Op, Role};
 use orgplane_raft::{NodeId, TypeConfig};
@@ -101,13 +101,15 @@ async fn refusals_write_nothing() {
     check_refused("orgplane-store-sled/0 snapshot/1", &data, &new_voters(), "this build reads only");
     check_refused(&backup_data_format(), &data, &BTreeMap::new(), "at least one voter");
 
-    let (_used_dir, _log, mut used) = fresh_store();
-    used.apply([normal(1, 1, vec![cmd("x", 1, Op::CreateOrg { id: org_id(9), name: "Used".into() })])]).await.unwrap();
+    let (_used_dir, mut _log, used) = fresh_store();
+    _log.blocking_append([normal(1, 1, vec![cmd("x", 1, Op::CreateOrg { id: org_id(9), name: "Used".into() })])])
+        .await
+        .unwrap();
     let used_path = _used_dir.path().to_path_buf();
     drop((_log, used));
     let error =
         seed_from_backup(&used_path, &backup_data_format(), &data, Some(&new_voters())).expect_err("used store");
-    assert!(matches!(error, StoreError::NotPristine { tree: "sm", .. }), "{error}");
+    assert!(matches!(error, StoreError::NotPristine { tree: "log", .. }), "{error}");
 }
 
 #[tokio::test]

@@ -3,13 +3,15 @@
 use std::collections::BTreeSet;
 use std::io::Cursor;
 
-use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, Membership, RaftSnapshotBuilder};
 use orgplane_model::{Op, Role};
 use orgplane_raft::TypeConfig;
 use orgplane_store_sled::{StateMachineStore, StoreError};
 
-use crate::support::{cmd, dump, fresh_store, log_id, normal, open_raw, org_id, reopen};
+use orgplane_model::state::get_org;
+
+use crate::support::{cmd, dump, fresh_store, log_id, normal, org_id, reopen};
 
 fn membership(term: u64, index: u64, voters: &[u64]) -> Entry<TypeConfig> {
     let voters: BTreeSet<u64> = voters.iter().copied().collect();
@@ -122,55 +124,61 @@ async fn a_slow_build_does_not_replace_a_newer_current_snapshot() {
     assert_eq!(current.meta, newer.meta);
 }
 
-/// A leader state large enough that an install writes it in several batches.
-async fn populated_large(sm: &mut StateMachineStore) {
-    let org = org_id(1);
-    let mut commands = vec![cmd("c1", 1_000, Op::CreateOrg { id: org.clone(), name: "Acme".into() })];
-    commands.extend((0..3_000).map(|n| {
-        let user_id = format!("user-{n:05}");
-        cmd(&format!("a{n}"), 1_000, Op::AddMember { org_id: org.clone(), user_id, role: Role::Agent })
-    }));
-    sm.apply([membership(1, 1, &[1, 2, 3]), normal(1, 2, commands)]).await.unwrap();
-}
-
-/// An install that a crash interrupts after part of the state is written is completed by the
-/// next open, before anything reads the state: the follower ends with exactly the snapshot's
-/// state and applied pointers, never with a mix of its old state and part of the new.
+/// A store opens with the state of its current snapshot plus the stored log after it, up to the
+/// committed id the log store saved: an entry applied but not known to be committed is left for
+/// openraft to apply again once it learns so.
 #[tokio::test]
-async fn an_install_interrupted_by_a_crash_is_completed_on_open() {
+async fn a_reopened_store_starts_from_its_snapshot_and_the_committed_log_after_it() {
     let (_leader_dir, _leader_log, mut leader) = fresh_store();
-    populated_large(&mut leader).await;
+    populated(&mut leader).await;
     let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
-    let (follower_dir, log, follower) = fresh_store();
-    let mut follower_sm = follower;
-    follower_sm
-        .apply([normal(1, 1, vec![cmd("other", 1_000, Op::CreateOrg { id: org_id(7), name: "Other".into() })])])
-        .await
-        .unwrap();
+    let snapshot_index = snapshot.meta.last_log_id.expect("the leader applied entries").index;
+    let (follower_dir, mut log, mut follower) = fresh_store();
+    install(&mut follower, &snapshot, snapshot.snapshot.get_ref().clone()).await.unwrap();
+    log.purge(snapshot.meta.last_log_id.unwrap()).await.unwrap();
 
-    let interrupted =
-        follower_sm.install_snapshot_crashing_after(&snapshot.meta, snapshot.snapshot.get_ref().clone(), 1);
-    assert!(matches!(interrupted, Err(StoreError::InstallInterrupted { batches: 1 })), "{interrupted:?}");
-    drop((log, follower_sm));
-
-    // What the crash left: the mark, and a tree that holds only part of the snapshot's state.
-    let leader_state = dump(&leader.state_reader());
-    {
-        let raw = open_raw(follower_dir.path());
-        let snapshot_tree = raw.open_tree("snapshot").unwrap();
-        assert!(snapshot_tree.contains_key("installing").unwrap(), "the install is marked");
-        let written = raw.open_tree("sm").unwrap().len();
-        assert!(written < leader_state.len(), "part of the state: {written} of {} keys", leader_state.len());
-        assert!(!raw.open_tree("sm").unwrap().contains_key(b"\x00last_applied").unwrap(), "no pointers yet");
-    }
+    let after = |n: u64, name: &str| {
+        normal(
+            2,
+            snapshot_index + n,
+            vec![cmd(name, 2_000, Op::CreateOrg { id: org_id(40 + u128::from(n)), name: name.into() })],
+        )
+    };
+    let entries = vec![after(1, "Committed"), after(2, "Applied only")];
+    log.blocking_append(entries.clone()).await.unwrap();
+    log.save_committed(Some(entries[0].log_id)).await.unwrap();
+    follower.apply(entries[..1].to_vec()).await.unwrap();
+    let state_at_commit = dump(&follower.state_reader());
+    follower.apply(entries[1..].to_vec()).await.unwrap();
+    assert_ne!(dump(&follower.state_reader()), state_at_commit);
+    drop((log, follower));
 
     let (_log, mut reopened) = reopen(follower_dir.path());
-    assert_eq!(dump(&reopened.state_reader()), leader_state);
-    assert_eq!(reopened.applied_state().await.unwrap(), leader.applied_state().await.unwrap());
-    let current = reopened.get_current_snapshot().await.unwrap().expect("the installed snapshot is current");
-    assert_eq!(current.meta, snapshot.meta);
-    drop((_log, reopened));
-    assert!(!open_raw(follower_dir.path()).open_tree("snapshot").unwrap().contains_key("installing").unwrap());
+    assert_eq!(dump(&reopened.state_reader()), state_at_commit);
+    assert_eq!(reopened.applied_state().await.unwrap().0, Some(entries[0].log_id));
+    assert_eq!(get_org(&reopened.state_reader(), &org_id(41)).unwrap().map(|org| org.name), Some("Committed".into()));
+    assert_eq!(get_org(&reopened.state_reader(), &org_id(42)).unwrap(), None);
+    // openraft applies the rest once it learns it is committed.
+    reopened.apply(entries[1..].to_vec()).await.unwrap();
+    assert!(get_org(&reopened.state_reader(), &org_id(42)).unwrap().is_some());
+}
+
+/// A committed id beyond the stored log (damage, or a log purged past the snapshot) cannot be
+/// recovered from: the open is refused rather than serving a state that lacks committed writes.
+#[tokio::test]
+async fn a_committed_log_missing_after_the_snapshot_is_refused_on_open() {
+    let (dir, mut log, mut sm) = fresh_store();
+    populated(&mut sm).await;
+    log.save_committed(Some(log_id(1, 9))).await.unwrap();
+    drop((log, sm));
+    match orgplane_store_sled::open(dir.path()) {
+        Err(StoreError::CorruptRecord { what, reason }) => {
+            assert_eq!(what, "log");
+            assert!(reason.contains("not all stored"), "{reason}");
+        }
+        Err(other) => panic!("expected the missing log to be named, got {other}"),
+        Ok(_) => panic!("a store missing committed entries was opened"),
+    }
 }
 
 /// A builder hands its copy to the one snapshot it builds; asked again, it says so.
