@@ -36,12 +36,19 @@ use crate::live::{LiveState, PairList};
 use crate::snapshot_format::{self, SnapshotChunks};
 use crate::state_machine::{encode_snapshot_record, split_snapshot_record, Meta};
 
-/// The name of the data encoding of a backup taken from this build: the store's on-disk format
-/// (which fixes how model records are encoded) and the snapshot format (which frames them).
+/// The name of the data encoding of a backup taken from this build: the encoding of the model's
+/// records and applied pointers ([`RECORD_FORMAT`]) and the snapshot format (which frames them).
 /// A restore refuses data of another name.
 pub fn backup_data_format() -> String {
-    format!("{} snapshot/{}", layout::FORMAT_VERSION, snapshot_format::SNAPSHOT_VERSION)
+    format!("{RECORD_FORMAT} snapshot/{}", snapshot_format::SNAPSHOT_VERSION)
 }
+
+/// How the model's records and the applied pointers are encoded, named by the store format that
+/// introduced the encoding. Store format 3 moved the state out of its sled tree and changed no
+/// record, so it keeps format 2's name: a backup taken before the upgrade restores into this
+/// build, which is how a region moves across the store format change (a store of format 2 is
+/// refused on open). Change it with any change to a record's encoding.
+const RECORD_FORMAT: &str = "orgplane-store-sled/2";
 
 /// A copy of the whole state machine, taken while no batch landed: the model's pairs and the
 /// applied pointers they go with. It holds the region's state once, in memory; its encoding
