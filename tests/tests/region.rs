@@ -486,3 +486,58 @@ async fn forwarded_writes_join_the_leaders_group_commit() {
     );
     region.shutdown().await;
 }
+
+/// A node of the build before the binary codec sends its peer messages as JSON (a read-index
+/// request with no body at all) and reads only JSON. During a rolling upgrade such a follower
+/// still forwards writes and asks for read indexes: the leader of this build understands it
+/// and answers in JSON. Its own peers get binary answers to binary requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_of_the_json_build_is_understood_and_answered_in_json() {
+    use orgplane_model::{Actor, Command, Op, OrgId};
+    use orgplane_proto::raft_v1::raft_service_client::RaftServiceClient;
+    use orgplane_proto::raft_v1::{PeerHeader, PeerRequest};
+    use orgplane_raft::codec::{self, BINARY_V1};
+    use orgplane_raft::{ForwardError, RaftRequest, RaftResponse};
+
+    let region = TestRegion::start(Region::Eu, 3, test_timings).await;
+    let leader = region.leader().await;
+    let follower = region.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", region.peers[&leader])).unwrap();
+    let mut peer = RaftServiceClient::new(channel.connect_lazy());
+    let request = |payload: Vec<u8>| PeerRequest {
+        header: Some(PeerHeader { region: "eu".into(), target_node_id: leader, from_node_id: follower }),
+        payload,
+    };
+
+    // A read index, as the JSON build asks for it (an empty body) and as this build does.
+    let old = peer.read_index(request(Vec::new())).await.unwrap().into_inner().payload;
+    assert_eq!(old.first(), Some(&b'{'), "answered in JSON: {}", String::from_utf8_lossy(&old));
+    let old_index: Result<u64, ForwardError> = serde_json::from_slice(&old).unwrap();
+    assert!(old_index.unwrap() > 0);
+    let new = peer.read_index(request(vec![BINARY_V1])).await.unwrap().into_inner().payload;
+    assert_eq!(new.first(), Some(&BINARY_V1));
+    assert!(codec::decode::<Result<u64, ForwardError>>(&new).unwrap().unwrap() > 0);
+
+    // A forwarded write in JSON is committed, and its result comes back in JSON.
+    let org = OrgId::from_u128(Region::Eu, 0x0123_4567_89ab_cdef);
+    let batch = RaftRequest {
+        commands: vec![Command {
+            request_id: "json-peer-1".into(),
+            issued_at_ms: 1_700_000_000_000,
+            actor: Actor::System,
+            op: Op::CreateOrg { id: org.clone(), name: "From an old follower".into() },
+        }],
+    };
+    let reply = peer.forward(request(serde_json::to_vec(&batch).unwrap())).await.unwrap().into_inner().payload;
+    let answered: Result<RaftResponse, ForwardError> = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(answered.unwrap().results.len(), 1);
+    let mut c = region.client(follower).await;
+    let got = c.get_org(GetOrgRequest { org_id: org.to_string(), consistency: 0 }).await.unwrap().into_inner();
+    assert_eq!(got.org.unwrap().name, "From an old follower");
+
+    // A message in neither encoding is refused as before.
+    let garbage = peer.forward(request(b"\x07junk".to_vec())).await.unwrap_err();
+    assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
+    assert!(garbage.message().contains("unknown encoding tag"), "{garbage:?}");
+    region.shutdown().await;
+}

@@ -28,7 +28,7 @@ pub enum ReadError {
     ShuttingDown,
 }
 
-/// Why a leader did not take a forwarded batch or read. Sent back over the wire in JSON.
+/// Why a leader did not take a forwarded batch or read. Sent back over the wire in the codec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ForwardError {
     /// The receiver is not the leader; it names the leader it knows, if any.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use crate::codec;
 use crate::error::ForwardError;
 use crate::transport::{PeerRpc, PeerTransport};
 use crate::types::NodeId;
@@ -59,7 +60,7 @@ impl LeaderLink {
             Ok(reply) => reply,
             Err(e) => return Attempt::Retry(e.to_string()),
         };
-        match serde_json::from_slice::<Result<T, ForwardError>>(&reply) {
+        match codec::decode::<Result<T, ForwardError>>(&reply) {
             Ok(Ok(value)) => Attempt::Done(value),
             Ok(Err(e)) => Attempt::Retry(e.to_string()),
             Err(e) => Attempt::Retry(format!("undecodable reply from leader {leader}: {e}")),

@@ -3,6 +3,7 @@
 //! gRPC, tests wrap it to cut links), and storage comes in through openraft's traits.
 //!
 //! - [`types`]: the openraft type config; one log entry carries a batch of commands.
+//! - [`codec`]: the one encoding of log entries and peer messages (binary; reads earlier JSON).
 //! - [`transport`]: [`PeerTransport`], the byte-level peer link, and the peer RPC kinds.
 //! - [`network`]: openraft's network traits over a [`PeerTransport`].
 //! - [`proposer`]: group commit. Concurrent writes coalesce into one entry; a follower forwards
@@ -14,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod error;
 mod leader;
 pub mod network;

@@ -1,4 +1,4 @@
-//! openraft's network traits over a [`PeerTransport`]: requests and replies travel as JSON;
+//! openraft's network traits over a [`PeerTransport`]: requests and replies travel in [`codec`];
 //! a reply carries the receiver's `Result`, so a remote Raft error comes back as
 //! [`RemoteError`], and a transport failure as unreachable or timeout.
 
@@ -15,6 +15,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec;
 use crate::transport::{PeerRpc, PeerTransport, TransportError};
 use crate::types::{NodeId, TypeConfig};
 
@@ -54,13 +55,12 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = self.transport.call(self.target, &self.addr, rpc, payload, timeout).await.map_err(|e| match e {
             TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
             _ => RPCError::Network(NetworkError::new(&e)),
         })?;
-        let result: Result<Resp, E> =
-            serde_json::from_slice(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, E> = codec::decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

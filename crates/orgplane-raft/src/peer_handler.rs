@@ -10,10 +10,7 @@
 //! batch, which profiling showed to be a large share of a write's CPU. Joined, they fill the
 //! leader's batches instead.
 
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use serde::Serialize;
-
+use crate::codec::{self, CodecError, Encoding};
 use crate::error::ForwardError;
 use crate::leader::Attempt;
 use crate::proposer::Proposer;
@@ -21,6 +18,8 @@ use crate::reader::local_read_index;
 use crate::transport::PeerRpc;
 use crate::types::{NodeId, RaftRequest, RaftResponse, TypeConfig};
 use crate::Raft;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 /// A peer payload that could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -49,28 +48,31 @@ impl PeerHandler {
         self
     }
 
-    /// Handles one peer RPC; the reply is the JSON of the RPC's `Result`.
+    /// Handles one peer RPC; the reply is the RPC's `Result`, in the request's encoding.
     pub async fn handle(&self, rpc: PeerRpc, payload: &[u8]) -> Result<Vec<u8>, BadPayload> {
-        let bad = |e: serde_json::Error| BadPayload { rpc: rpc.as_str(), reason: e.to_string() };
-        match rpc {
+        let bad = |e: CodecError| BadPayload { rpc: rpc.as_str(), reason: e.to_string() };
+        let reply = Encoding::of_request(payload);
+        let encoded = match rpc {
             PeerRpc::AppendEntries => {
-                let req: AppendEntriesRequest<TypeConfig> = serde_json::from_slice(payload).map_err(bad)?;
-                Ok(encode(&self.raft.append_entries(req).await))
+                let req: AppendEntriesRequest<TypeConfig> = codec::decode(payload).map_err(bad)?;
+                reply.encode(&self.raft.append_entries(req).await)
             }
             PeerRpc::Vote => {
-                let req: VoteRequest<NodeId> = serde_json::from_slice(payload).map_err(bad)?;
-                Ok(encode(&self.raft.vote(req).await))
+                let req: VoteRequest<NodeId> = codec::decode(payload).map_err(bad)?;
+                reply.encode(&self.raft.vote(req).await)
             }
             PeerRpc::InstallSnapshot => {
-                let req: InstallSnapshotRequest<TypeConfig> = serde_json::from_slice(payload).map_err(bad)?;
-                Ok(encode(&self.raft.install_snapshot(req).await))
+                let req: InstallSnapshotRequest<TypeConfig> = codec::decode(payload).map_err(bad)?;
+                reply.encode(&self.raft.install_snapshot(req).await)
             }
             PeerRpc::Forward => {
-                let req: RaftRequest = serde_json::from_slice(payload).map_err(bad)?;
-                Ok(encode(&self.commit_forwarded(req).await))
+                let req: RaftRequest = codec::decode(payload).map_err(bad)?;
+                reply.encode(&self.commit_forwarded(req).await)
             }
-            PeerRpc::ReadIndex => Ok(encode(&self.read_index_as_leader().await)),
-        }
+            PeerRpc::ReadIndex => reply.encode(&self.read_index_as_leader().await),
+        };
+        // The Raft types and our own results are plain data: they encode without fail.
+        Ok(encoded.expect("peer replies encode"))
     }
 
     async fn commit_forwarded(&self, req: RaftRequest) -> Result<RaftResponse, ForwardError> {
@@ -114,9 +116,4 @@ impl PeerHandler {
             Attempt::Stopped => Err(ForwardError::Failed("the node is shutting down".into())),
         }
     }
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // The Raft types and our own results serialize without fail (plain data).
-    serde_json::to_vec(value).expect("peer replies serialize")
 }

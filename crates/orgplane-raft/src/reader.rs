@@ -15,6 +15,7 @@ use openraft::error::RaftError;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use crate::codec;
 use crate::error::ReadError;
 use crate::leader::{retry_until, Attempt, LeaderLink, RetryFailure};
 use crate::transport::{PeerRpc, PeerTransport};
@@ -84,7 +85,8 @@ async fn read_index_round(link: &LeaderLink, timeout: Duration) -> Result<u64, R
         if leader == link.node_id {
             local_read_index(&link.raft).await
         } else {
-            link.call_leader::<u64>(leader, PeerRpc::ReadIndex, Vec::new(), deadline).await
+            // No body: the lone tag byte asks for the reply in this build's encoding.
+            link.call_leader::<u64>(leader, PeerRpc::ReadIndex, vec![codec::BINARY_V1], deadline).await
         }
     })
     .await;

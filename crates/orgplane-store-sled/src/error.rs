@@ -33,6 +33,10 @@ pub enum StoreError {
     #[error("could not encode {what}: {source}")]
     Encode { what: &'static str, source: serde_json::Error },
 
+    /// A log entry could not be encoded.
+    #[error("could not encode a log entry: {source}")]
+    EncodeEntry { source: orgplane_raft::codec::CodecError },
+
     /// A stored value could not be read back: the store is corrupt.
     #[error("corrupt {what}: {source}")]
     Corrupt { what: &'static str, source: serde_json::Error },

@@ -1,11 +1,11 @@
-//! The on-disk layout: one sled database, its trees and reserved keys, the JSON codec of
-//! stored values, and the format record that [`crate::open`] checks before anything else is
-//! read.
+//! The on-disk layout: one sled database, its trees and reserved keys, the JSON codec of the
+//! Raft state and snapshot meta (log entries use orgplane-raft's codec), and the format record
+//! that [`crate::open`] checks before anything else is read.
 //!
 //! | tree         | key                                   | value                              |
 //! |--------------|---------------------------------------|------------------------------------|
 //! | `meta`       | `format`                              | [`FORMAT_VERSION`]                 |
-//! | `log`        | log index, 8 bytes big-endian         | JSON `Entry`                       |
+//! | `log`        | log index, 8 bytes big-endian         | `Entry` in orgplane-raft's codec   |
 //! | `raft_state` | `vote`, `committed`, `last_purged`    | JSON `Vote` / `LogId`              |
 //! | `snapshot`   | `current`                             | meta length, JSON meta, snapshot   |
 //!
@@ -39,8 +39,14 @@ use crate::error::StoreError;
 /// The on-disk format this build reads and writes. Bump it on any change to the layout or to
 /// the encoding of a stored value; a store with another value is refused on open. (2: log
 /// entries' commands carry their actor; the state gained roles, invitations, resources and the
-/// audit log. 3: the state is no longer a tree of its own, only the snapshot and the log.)
-pub const FORMAT_VERSION: &str = "orgplane-store-sled/3";
+/// audit log. 3: the state is no longer a tree of its own, only the snapshot and the log. 4:
+/// log entries in orgplane-raft's binary codec.)
+pub const FORMAT_VERSION: &str = "orgplane-store-sled/4";
+
+/// Earlier formats that this build reads as they are, and restamps [`FORMAT_VERSION`] on open
+/// (after which builds of those formats refuse the store). Format 3 differs only in its log
+/// entries being JSON, which the codec still reads.
+const UPGRADED_IN_PLACE: &[&str] = &["orgplane-store-sled/3"];
 
 pub(crate) const META_TREE: &str = "meta";
 pub(crate) const FORMAT_KEY: &[u8] = b"format";
@@ -137,25 +143,30 @@ fn is_lock_conflict(error: &sled::Error) -> bool {
     matches!(error, sled::Error::Io(e) if e.kind() == ErrorKind::Other && e.to_string().starts_with("could not acquire lock"))
 }
 
-/// Refuses a store of another format; stamps a new, empty store with [`FORMAT_VERSION`] and
-/// makes the stamp durable before returning.
+/// Refuses a store of another format; stamps a new, empty store, or one of a format in
+/// [`UPGRADED_IN_PLACE`], with [`FORMAT_VERSION`] and makes the stamp durable before returning.
 fn check_or_write_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
     let meta = db.open_tree(META_TREE).map_err(StoreError::sled("opening the meta tree"))?;
     match meta.get(FORMAT_KEY).map_err(StoreError::sled("reading the format record"))? {
         Some(found) if found.as_ref() == FORMAT_VERSION.as_bytes() => Ok(()),
+        Some(found) if UPGRADED_IN_PLACE.iter().any(|old| found.as_ref() == old.as_bytes()) => {
+            tracing::info!(path = %dir.display(), from = %String::from_utf8_lossy(&found), to = FORMAT_VERSION, "upgrading the store's format in place");
+            stamp_format(db, &meta)
+        }
         Some(found) => Err(StoreError::FormatMismatch {
             path: dir.to_path_buf(),
             found: String::from_utf8_lossy(&found).into_owned(),
             expected: FORMAT_VERSION,
         }),
         None if holds_data(db)? => Err(StoreError::FormatMissing { path: dir.to_path_buf() }),
-        None => {
-            meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes())
-                .map_err(StoreError::sled("writing the format record"))?;
-            db.flush().map_err(StoreError::sled("flushing the format record"))?;
-            Ok(())
-        }
+        None => stamp_format(db, &meta),
     }
+}
+
+fn stamp_format(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
+    meta.insert(FORMAT_KEY, FORMAT_VERSION.as_bytes()).map_err(StoreError::sled("writing the format record"))?;
+    db.flush().map_err(StoreError::sled("flushing the format record"))?;
+    Ok(())
 }
 
 /// Whether the database holds anything besides an empty default tree and the meta tree: that

@@ -15,11 +15,10 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, Vote};
-use orgplane_raft::{NodeId, TypeConfig};
-use serde::Deserialize;
+use orgplane_raft::{codec, NodeId, TypeConfig};
 
 use crate::error::{to_raft, RaftStorageError, StoreError};
-use crate::layout::{decode_json, encode_json, log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
+use crate::layout::{encode_json, log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
 use crate::shared::Shared;
 
 /// The Raft log and vote, in the `log` and `raft_state` trees of the store's database.
@@ -58,7 +57,8 @@ impl LogStore {
     fn append_entries(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.insert(&log_key(entry.log_id.index), encode_json("log entry", &entry)?);
+            let value = codec::encode(&entry).map_err(|source| StoreError::EncodeEntry { source })?;
+            batch.insert(&log_key(entry.log_id.index), value);
         }
         // One batch: a crash keeps all of this append or none of it, never a hole.
         self.shared.db()?.trees.log.apply_batch(batch).map_err(StoreError::sled("appending log entries"))
@@ -133,7 +133,7 @@ pub(crate) fn read_entries(
     }
     log.range(keys)
         .values()
-        .map(|value| decode_json("log entry", &value.map_err(StoreError::sled("reading log entries"))?))
+        .map(|value| decode_entry(&value.map_err(StoreError::sled("reading log entries"))?))
         .collect()
 }
 
@@ -147,15 +147,15 @@ fn is_empty_range(keys: &(Bound<[u8; 8]>, Bound<[u8; 8]>)) -> bool {
     }
 }
 
-/// The log id of the last entry, without decoding its payload.
+/// Decodes a stored log entry (binary, or JSON from format 3); a failure means corruption.
+fn decode_entry(value: &[u8]) -> Result<Entry<TypeConfig>, StoreError> {
+    codec::decode(value).map_err(|e| StoreError::CorruptRecord { what: "log entry", reason: e.to_string() })
+}
+
+/// The log id of the last entry.
 fn last_entry_log_id(log: &sled::Tree) -> Result<Option<LogId<NodeId>>, StoreError> {
-    /// Just the log id of a stored entry: serde skips the payload.
-    #[derive(Deserialize)]
-    struct EntryLogId {
-        log_id: LogId<NodeId>,
-    }
     match log.last().map_err(StoreError::sled("reading the last log entry"))? {
-        Some((_, value)) => Ok(Some(decode_json::<EntryLogId>("log entry", &value)?.log_id)),
+        Some((_, value)) => Ok(Some(decode_entry(&value)?.log_id)),
         None => Ok(None),
     }
 }

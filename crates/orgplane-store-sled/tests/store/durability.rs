@@ -104,3 +104,62 @@ fn a_store_in_use_is_refused_as_locked() {
         Ok(_) => panic!("a store in use was opened twice"),
     }
 }
+
+/// A store of format 3 (log entries in JSON) opens in place: it is restamped with this build's
+/// format, its JSON log replays into the state and reads back, and entries appended after are
+/// in the binary codec, side by side with the JSON ones.
+#[tokio::test]
+async fn a_format_3_store_with_a_json_log_is_upgraded_in_place() {
+    let (dir, log, sm) = fresh_store();
+    drop((log, sm));
+    let org = org_id(7);
+    let old_entries = vec![
+        blank(1, 1),
+        normal(1, 2, vec![cmd("c1", 1_000, Op::CreateOrg { id: org.clone(), name: "Legacy".into() })]),
+    ];
+    // What a format-3 build wrote: JSON entries and a JSON committed id.
+    for entry in &old_entries {
+        write_raw(dir.path(), "log", &entry.log_id.index.to_be_bytes(), &serde_json::to_vec(entry).unwrap());
+    }
+    write_raw(dir.path(), "raft_state", b"committed", &serde_json::to_vec(&log_id(1, 2)).unwrap());
+    write_raw(dir.path(), "meta", b"format", b"orgplane-store-sled/3");
+
+    let (mut log, sm) = reopen(dir.path());
+    assert_eq!(sm.state_reader().last_applied().unwrap(), Some(log_id(1, 2)), "the JSON log replayed");
+    assert!(dump(&sm.state_reader()).keys().any(|k| k.starts_with(b"o/")), "the org is in the state");
+    assert_eq!(log.try_get_log_entries(1..3).await.unwrap(), old_entries);
+    let new_entry = normal(1, 3, vec![cmd("c2", 1_001, Op::CreateOrg { id: org_id(8), name: "New".into() })]);
+    log.blocking_append(vec![new_entry.clone()]).await.unwrap();
+    log.save_committed(Some(log_id(1, 3))).await.unwrap();
+    drop((log, sm));
+
+    let db = open_raw(dir.path());
+    let stamped = db.open_tree("meta").unwrap().get("format").unwrap();
+    assert_eq!(stamped.as_deref(), Some(FORMAT_VERSION.as_bytes()), "restamped on open");
+    let stored = db.open_tree("log").unwrap().get(3u64.to_be_bytes()).unwrap().unwrap();
+    assert_eq!(stored[0], orgplane_raft::codec::BINARY_V1, "new entries are binary");
+    drop(db);
+
+    let (mut log, sm) = reopen(dir.path());
+    let mut all = old_entries;
+    all.push(new_entry);
+    assert_eq!(log.try_get_log_entries(1..4).await.unwrap(), all);
+    assert_eq!(sm.state_reader().last_applied().unwrap(), Some(log_id(1, 3)));
+}
+
+#[tokio::test]
+async fn a_log_entry_in_no_known_encoding_is_refused_as_corrupt_on_open() {
+    let (dir, mut log, sm) = fresh_store();
+    log.blocking_append(vec![blank(1, 1)]).await.unwrap();
+    log.save_committed(Some(log_id(1, 1))).await.unwrap();
+    drop((log, sm));
+    write_raw(dir.path(), "log", &1u64.to_be_bytes(), b"\x07garbage");
+    match orgplane_store_sled::open(dir.path()) {
+        Err(StoreError::CorruptRecord { what, reason }) => {
+            assert_eq!(what, "log entry");
+            assert!(reason.contains("unknown encoding tag 0x07"), "{reason}");
+        }
+        Err(other) => panic!("expected a corrupt log entry, got {other}"),
+        Ok(_) => panic!("a store with an undecodable committed entry was opened"),
+    }
+}
