@@ -5,9 +5,9 @@
 //! Decoding also reads the JSON that builds before the binary encoding wrote (a JSON value of
 //! these types always starts with `{`), so a store written by such a build opens and its log
 //! replays, and a peer running such a build is understood. Replies go out in the encoding of
-//! the request ([`Encoding::of`]), so that peer can read them too; during a rolling upgrade
-//! only the old nodes' reading of the new nodes' requests fails, and each old node catches up
-//! once it runs the new build.
+//! the request ([`Encoding::of_request`]), so that peer can read them too; during a rolling
+//! upgrade only the old nodes' reading of the new nodes' requests fails, and each old node
+//! catches up once it runs the new build.
 //!
 //! Binary rather than JSON because a log entry is encoded or decoded about ten times between
 //! proposal and apply (append on three nodes, replication to two, forwarding): with JSON that

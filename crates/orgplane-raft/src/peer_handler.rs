@@ -10,6 +10,9 @@
 //! batch, which profiling showed to be a large share of a write's CPU. Joined, they fill the
 //! leader's batches instead.
 
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+
 use crate::codec::{self, CodecError, Encoding};
 use crate::error::ForwardError;
 use crate::leader::Attempt;
@@ -18,8 +21,6 @@ use crate::reader::local_read_index;
 use crate::transport::PeerRpc;
 use crate::types::{NodeId, RaftRequest, RaftResponse, TypeConfig};
 use crate::Raft;
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 /// A peer payload that could not be decoded.
 #[derive(Debug, thiserror::Error)]
