@@ -217,8 +217,15 @@ impl fmt::Debug for PermissionSet {
 }
 
 impl Serialize for PermissionSet {
+    /// A sequence of wire names, its length given up front: binary encodings (the Raft log's)
+    /// need it, and `collect_seq` over a filtered iterator does not know it.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for permission in self.iter() {
+            seq.serialize_element(&permission)?;
+        }
+        seq.end()
     }
 }
 

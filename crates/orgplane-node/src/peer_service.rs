@@ -5,7 +5,7 @@
 use orgplane_model::Region;
 use orgplane_proto::raft_v1::raft_service_server::RaftService;
 use orgplane_proto::raft_v1::{PeerReply, PeerRequest};
-use orgplane_raft::{NodeId, PeerHandler, PeerRpc};
+use orgplane_raft::{NodeId, PeerCallError, PeerHandler, PeerRpc};
 use tonic::{Request, Response, Status};
 
 /// For trusted peers of the same region only.
@@ -35,8 +35,10 @@ impl PeerService {
                 header.target_node_id, self.node_id
             )));
         }
-        let payload =
-            self.handler.handle(rpc, &req.payload).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let payload = self.handler.handle(rpc, &req.payload).await.map_err(|e| match e {
+            PeerCallError::BadPayload { .. } => Status::invalid_argument(e.to_string()),
+            PeerCallError::Unencodable { .. } => Status::internal(e.to_string()),
+        })?;
         Ok(Response::new(PeerReply { payload }))
     }
 }

@@ -97,10 +97,18 @@ mod tests {
 
     use openraft::raft::AppendEntriesRequest;
     use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, Vote};
-    use orgplane_model::{Actor, AppId, Command, Op, OrgId, Region, ResourceKind, Role, UserActor};
+    use orgplane_model::{
+        Actor, AppId, Command, CommandOutcome, CustomRole, Op, OrgId, Permission, PermissionSet, Region, ResourceKind,
+        Role, UserActor,
+    };
 
     use super::*;
-    use crate::types::{RaftRequest, TypeConfig};
+    use crate::error::ForwardError;
+    use crate::types::{RaftRequest, RaftResponse, TypeConfig};
+
+    fn permissions() -> PermissionSet {
+        [Permission::OrgRead, Permission::MembersRead].into_iter().collect()
+    }
 
     fn log_id(index: u64) -> LogId<u64> {
         LogId::new(CommittedLeaderId::new(3, 1), index)
@@ -116,6 +124,12 @@ mod tests {
             verified_email: Some("alice@example.com".into()),
         });
         let commands = vec![
+            Command {
+                request_id: "r0".into(),
+                issued_at_ms: 5,
+                actor: Actor::System,
+                op: Op::CreateRole { org_id: org.clone(), name: "support".into(), permissions: permissions() },
+            },
             Command {
                 request_id: "r1".into(),
                 issued_at_ms: 1_700_000_000_000,
@@ -172,6 +186,28 @@ mod tests {
         for entry in entries() {
             assert_eq!(decode::<Entry<TypeConfig>>(&encode(&entry).unwrap()).unwrap(), entry);
         }
+    }
+
+    /// A forwarded batch's answer carries the model's outcomes, a custom role's permission set
+    /// among them (a set whose serializer once gave no length, which a binary encoding needs).
+    #[test]
+    fn forwarded_results_round_trip() {
+        let role = CustomRole {
+            org_id: OrgId::from_u128(Region::Us, 9),
+            name: "support".into(),
+            permissions: permissions(),
+            version: 2,
+            created_at_ms: 10,
+            updated_at_ms: 20,
+        };
+        let reply: Result<RaftResponse, ForwardError> =
+            Ok(RaftResponse { results: vec![Ok(CommandOutcome::Role(role)), Ok(CommandOutcome::RoleDeleted)] });
+        for encoding in [Encoding::Binary, Encoding::Json] {
+            let bytes = encoding.encode(&reply).unwrap();
+            assert_eq!(decode::<Result<RaftResponse, ForwardError>>(&bytes).unwrap(), reply, "{encoding:?}");
+        }
+        let empty = PermissionSet::empty();
+        assert_eq!(decode::<PermissionSet>(&encode(&empty).unwrap()).unwrap(), empty);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod types;
 
 pub use error::{ForwardError, ProposeError, ReadError};
 pub use network::PeerNetwork;
-pub use peer_handler::PeerHandler;
+pub use peer_handler::{PeerCallError, PeerHandler};
 pub use proposer::{BatchObserver, Proposer, ProposerConfig};
 pub use reader::ReadIndexer;
 pub use transport::{PeerRpc, PeerTransport, TransportError};

@@ -22,12 +22,16 @@ use crate::transport::PeerRpc;
 use crate::types::{NodeId, RaftRequest, RaftResponse, TypeConfig};
 use crate::Raft;
 
-/// A peer payload that could not be decoded.
+/// A peer call that [`PeerHandler::handle`] could not answer.
 #[derive(Debug, thiserror::Error)]
-#[error("undecodable {rpc} payload: {reason}")]
-pub struct BadPayload {
-    pub rpc: &'static str,
-    pub reason: String,
+pub enum PeerCallError {
+    /// The payload could not be decoded: nothing was done.
+    #[error("undecodable {rpc} payload: {reason}")]
+    BadPayload { rpc: &'static str, reason: String },
+    /// The call was handled but its reply could not be encoded (a bug: every reply type must
+    /// encode in both encodings).
+    #[error("cannot encode the {rpc} reply: {reason}")]
+    Unencodable { rpc: &'static str, reason: String },
 }
 
 /// Answers peer RPCs for one node.
@@ -50,8 +54,8 @@ impl PeerHandler {
     }
 
     /// Handles one peer RPC; the reply is the RPC's `Result`, in the request's encoding.
-    pub async fn handle(&self, rpc: PeerRpc, payload: &[u8]) -> Result<Vec<u8>, BadPayload> {
-        let bad = |e: CodecError| BadPayload { rpc: rpc.as_str(), reason: e.to_string() };
+    pub async fn handle(&self, rpc: PeerRpc, payload: &[u8]) -> Result<Vec<u8>, PeerCallError> {
+        let bad = |e: CodecError| PeerCallError::BadPayload { rpc: rpc.as_str(), reason: e.to_string() };
         let reply = Encoding::of_request(payload);
         let encoded = match rpc {
             PeerRpc::AppendEntries => {
@@ -72,8 +76,7 @@ impl PeerHandler {
             }
             PeerRpc::ReadIndex => reply.encode(&self.read_index_as_leader().await),
         };
-        // The Raft types and our own results are plain data: they encode without fail.
-        Ok(encoded.expect("peer replies encode"))
+        encoded.map_err(|e| PeerCallError::Unencodable { rpc: rpc.as_str(), reason: e.to_string() })
     }
 
     async fn commit_forwarded(&self, req: RaftRequest) -> Result<RaftResponse, ForwardError> {

@@ -145,11 +145,13 @@ async fn commit_batch(
     request: RaftRequest,
     timeout: Duration,
 ) -> Result<Vec<CommandResult>, ProposeError> {
-    // Encoded once, and only if the batch is forwarded: on the leader it is never needed.
-    let payload = std::sync::OnceLock::new();
+    // Encoded before anything is proposed: a batch that cannot be encoded is refused here,
+    // rather than failing the leader's log append (a storage error, fatal to its Raft). The
+    // bytes are what a follower forwards.
+    let payload = codec::encode(&request).map_err(|e| ProposeError::Rejected(e.to_string()))?;
     let result = retry_until(timeout, |deadline| {
         let request = request.clone();
-        let payload = &payload;
+        let payload = payload.clone();
         async move {
             let Some(leader) = link.wait_leader(deadline).await else {
                 return Attempt::Retry("no leader elected".into());
@@ -157,10 +159,6 @@ async fn commit_batch(
             if leader == link.node_id {
                 propose_local(&link.raft, request).await
             } else {
-                let payload = match payload.get_or_init(|| codec::encode(&request).map_err(|e| e.to_string())) {
-                    Ok(bytes) => bytes.clone(),
-                    Err(e) => return Attempt::Retry(format!("cannot encode the batch: {e}")),
-                };
                 match link.call_leader::<crate::RaftResponse>(leader, PeerRpc::Forward, payload, deadline).await {
                     Attempt::Done(resp) => Attempt::Done(resp.results),
                     Attempt::Retry(why) => Attempt::Retry(why),
