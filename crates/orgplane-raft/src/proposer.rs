@@ -151,7 +151,7 @@ async fn commit_batch(
     let payload = codec::encode(&request).map_err(|e| ProposeError::Rejected(e.to_string()))?;
     let result = retry_until(timeout, |deadline| {
         let request = request.clone();
-        let payload = payload.clone();
+        let payload = &payload;
         async move {
             let Some(leader) = link.wait_leader(deadline).await else {
                 return Attempt::Retry("no leader elected".into());
@@ -159,7 +159,8 @@ async fn commit_batch(
             if leader == link.node_id {
                 propose_local(&link.raft, request).await
             } else {
-                match link.call_leader::<crate::RaftResponse>(leader, PeerRpc::Forward, payload, deadline).await {
+                let forwarded = payload.clone();
+                match link.call_leader::<crate::RaftResponse>(leader, PeerRpc::Forward, forwarded, deadline).await {
                     Attempt::Done(resp) => Attempt::Done(resp.results),
                     Attempt::Retry(why) => Attempt::Retry(why),
                     Attempt::Stopped => Attempt::Stopped,
